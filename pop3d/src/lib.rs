@@ -1,1 +1,14 @@
-//! placeholder
+//! postern-pop3d: POP3 retrieval. Until its protocol lands, every connection gets a temporary
+//! failure reply and is closed (`shared::daemon::serve_placeholder`); the process already runs
+//! in the common skeleton (listeners, readiness, drain).
+
+use shared::daemon::Context;
+
+/// Serves the inherited listeners until shutdown.
+pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
+    ctx.ready();
+    shared::daemon::serve_placeholder(ctx.listeners, ctx.shutdown, |_| {
+        b"-ERR [SYS/TEMP] POP3 not implemented yet\r\n"
+    })
+    .await
+}

@@ -1,1 +1,143 @@
-fn main(){}
+//! `postern`: the supervisor (`serve`), the configuration checker (`check`), the authd role
+//! (`authd`, spawned by `serve`) and the admin verbs. Argument parsing and dispatch only.
+
+mod admin;
+mod authd;
+mod check;
+mod listeners;
+mod prepare;
+mod spawn;
+mod supervise;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shared::config::{self, Role};
+use shared::daemon::DaemonSpec;
+use shared::passwd::Scheme;
+
+#[derive(Parser)]
+#[command(
+    name = "postern",
+    version,
+    about = "Postern mail server: supervisor and administration"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mail server: bind the ports, start and supervise the daemons.
+    Serve,
+    /// Validate the configuration and the files it names; print the effective configuration.
+    Check,
+    /// The authentication daemon (started by `serve`; not for use by hand).
+    #[command(hide = true)]
+    Authd,
+    /// Manage users (the users file).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage aliases (the aliases file).
+    #[command(subcommand)]
+    Alias(AliasCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is asked for (or read from stdin).
+    Add {
+        address: String,
+        /// Password scheme.
+        #[arg(long, default_value = "SHA512-CRYPT", value_parser = parse_scheme)]
+        scheme: Scheme,
+    },
+    /// Change a user's password (asked for, or read from stdin).
+    Passwd {
+        address: String,
+        #[arg(long, default_value = "SHA512-CRYPT", value_parser = parse_scheme)]
+        scheme: Scheme,
+    },
+    /// Delete a user (the mailbox is kept).
+    Del { address: String },
+    /// List users, optionally of one domain.
+    List { domain: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Add targets to an alias (`alias@domain`, or `@domain` for the catch-all).
+    Add {
+        alias: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Delete an alias, or only some of its targets.
+    Del { alias: String, targets: Vec<String> },
+    /// List aliases.
+    List,
+}
+
+fn parse_scheme(s: &str) -> Result<Scheme, String> {
+    let s = s.trim_matches(['{', '}']);
+    match Scheme::from_name(s) {
+        Some(Scheme::Plain) => Err("PLAIN stores cleartext passwords; choose a hash".into()),
+        Some(scheme) => Ok(scheme),
+        None => Err(format!(
+            "unknown scheme {s:?} (SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, ARGON2ID, ARGON2I)"
+        )),
+    }
+}
+
+const AUTHD: DaemonSpec = DaemonSpec {
+    role: Role::Authd,
+    listeners: &["auth"],
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => supervise::serve(&cli.config),
+        Command::Check => check::run(&cli.config),
+        Command::Authd => shared::daemon::run(&AUTHD, authd::serve),
+        Command::User(cmd) => admin_verb(&cli.config, |c| match cmd {
+            UserCommand::Add { address, scheme } => admin::user_add(c, &address, scheme),
+            UserCommand::Passwd { address, scheme } => admin::user_passwd(c, &address, scheme),
+            UserCommand::Del { address } => admin::user_del(c, &address),
+            UserCommand::List { domain } => admin::user_list(c, domain.as_deref()),
+        }),
+        Command::Alias(cmd) => admin_verb(&cli.config, |c| match cmd {
+            AliasCommand::Add { alias, targets } => admin::alias_add(c, &alias, &targets),
+            AliasCommand::Del { alias, targets } => admin::alias_del(c, &alias, &targets),
+            AliasCommand::List => admin::alias_list(c),
+        }),
+    }
+}
+
+/// Loads the configuration, runs an admin verb, prints its error.
+fn admin_verb(
+    path: &std::path::Path,
+    verb: impl FnOnce(&config::Config) -> anyhow::Result<()>,
+) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match verb(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

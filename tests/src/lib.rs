@@ -1,1 +1,458 @@
-//! placeholder
+//! Test harness: starts the real `postern serve` with a temporary configuration on free
+//! loopback ports and gives tests what they need to talk to it and look at it. Every wait has
+//! a timeout; no fixed ports. As root the supervisor drops privileges for real (service users
+//! are created on demand), so tests see the production process model.
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The directory holding the workspace's binaries (the test binary lives in its `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of a workspace binary; panics with the command to build it when missing.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// A port free on 127.0.0.1 at the time of asking.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub const LISTENERS: [&str; 7] = [
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+];
+
+/// A temporary installation: directory, configuration, users.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub ports: Vec<(&'static str, u16)>,
+    extra: String,
+}
+
+impl Setup {
+    /// A configuration with every listener on a free port and `extra` appended (TOML tables).
+    pub fn new(extra: &str) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("pt")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        // Service users must be able to reach runtime_dir and state_dir below it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let ports = LISTENERS.iter().map(|l| (*l, free_port())).collect();
+        let mut setup = Setup {
+            config: dir.path().join("postern.toml"),
+            dir,
+            ports,
+            extra: extra.to_string(),
+        };
+        setup.write_config();
+        setup
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.ports
+            .iter()
+            .find(|(l, _)| *l == listener)
+            .map(|(_, p)| *p)
+            .expect("listener")
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port(listener)))
+    }
+
+    /// The configuration text this setup writes.
+    pub fn config_text(&self) -> String {
+        let mut listen = String::from("[listen]\n");
+        for (l, p) in &self.ports {
+            listen.push_str(&format!("{l} = [\"127.0.0.1:{p}\"]\n"));
+        }
+        format!(
+            "hostname = \"mail.example.test\"\n\
+             domains = [\"example.test\", \"example.org\"]\n\
+             state_dir = \"state\"\n\
+             runtime_dir = \"run\"\n\
+             users_file = \"etc/users\"\n\
+             aliases_file = \"etc/aliases\"\n\
+             \n[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\nself_signed = true\n\n\
+             {listen}\n\
+             [service_users]\ncreate_missing = true\n\n\
+             [supervisor]\nrestart_delay = \"200ms\"\nrestart_delay_max = \"5s\"\nstop_timeout = \"5s\"\n\n\
+             {}",
+            self.extra
+        )
+    }
+
+    pub fn write_config(&mut self) {
+        std::fs::create_dir_all(self.path("etc")).expect("etc dir");
+        std::fs::write(&self.config, self.config_text()).expect("write config");
+    }
+
+    /// Runs `postern ARGS --config CONFIG`, feeding `stdin`; returns (status, stdout, stderr).
+    pub fn postern(&self, args: &[&str], stdin: &str) -> (ExitStatus, String, String) {
+        let mut child = Command::new(bin("postern"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run postern");
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(stdin.as_bytes());
+        }
+        let out = wait_output(child, TIMEOUT);
+        (out.0, out.1, out.2)
+    }
+
+    /// `postern user add ADDRESS` with the password on stdin; panics on failure.
+    pub fn add_user(&self, address: &str, password: &str) {
+        self.add_user_with(address, password, &[]);
+    }
+
+    pub fn add_user_with(&self, address: &str, password: &str, extra_args: &[&str]) {
+        let mut args = vec!["user", "add", address];
+        args.extend_from_slice(extra_args);
+        let (status, out, err) = self.postern(&args, &format!("{password}\n"));
+        assert!(status.success(), "user add {address} failed: {out}{err}");
+    }
+
+    /// Starts `postern serve` and waits for its READY=1.
+    pub fn start(self) -> Server {
+        Server::start(self)
+    }
+}
+
+/// Waits for a child with a deadline, collecting its output; kills it if the deadline passes.
+pub fn wait_output(mut child: Child, limit: Duration) -> (ExitStatus, String, String) {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("command did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status,
+        t_out.join().unwrap_or_default(),
+        t_err.join().unwrap_or_default(),
+    )
+}
+
+/// A running `postern serve`.
+pub struct Server {
+    pub setup: Setup,
+    pub child: Option<Child>,
+    pub pid: i32,
+    pub log: PathBuf,
+    notify: UnixDatagram,
+}
+
+impl Server {
+    fn start(setup: Setup) -> Server {
+        let log = setup.path("postern.log");
+        let notify_path = setup.path("systemd-notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin("postern"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&setup.config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("LISTEN_FDS")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn postern serve");
+        let pid = child.id() as i32;
+        let mut server = Server {
+            setup,
+            child: Some(child),
+            pid,
+            log,
+            notify,
+        };
+        server.wait_notify("READY=1");
+        server
+    }
+
+    /// Waits for a message from the supervisor to "systemd" containing `what`.
+    pub fn wait_notify(&mut self, what: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                if msg.lines().any(|l| l == what || l.starts_with(what)) {
+                    return msg;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "postern serve exited ({status}) before {what}:\n{}",
+                    self.log_text()
+                );
+            }
+        }
+        panic!(
+            "no {what} from postern serve within {TIMEOUT:?}:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (counting from `after` bytes into the log).
+    pub fn wait_log(&self, needle: &str, after: usize) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let text = self.log_text();
+            if text.get(after..).is_some_and(|t| t.contains(needle)) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.log_text().len()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).expect("signal");
+    }
+
+    /// The supervisor's children: (pid, argv[0]).
+    pub fn children(&self) -> Vec<(i32, String)> {
+        children_of(self.pid)
+    }
+
+    /// Waits until the children are exactly `names` (sorted) and returns them.
+    pub fn wait_children(&self, names: &[&str]) -> Vec<(i32, String)> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let kids = self.children();
+            let mut have: Vec<&str> = kids.iter().map(|(_, n)| n.as_str()).collect();
+            have.sort_unstable();
+            let mut want = names.to_vec();
+            want.sort_unstable();
+            if have == want {
+                return kids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "children {have:?}, expected {want:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn auth_socket(&self) -> PathBuf {
+        self.setup.path("run/auth.sock")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server already stopped");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postern serve did not exit:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fails the test if any process of the tree panicked.
+    pub fn assert_no_panic(&self) {
+        let text = self.log_text();
+        assert!(!text.contains("panicked"), "a process panicked:\n{text}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let kids = children_of(self.pid);
+            let _ = child.kill();
+            let _ = child.wait();
+            // The children exit on the death pipe; make sure of it.
+            for (pid, _) in kids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// Processes whose parent is `ppid`: (pid, argv[0]).
+pub fn children_of(ppid: i32) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the last ')': state ppid ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let parent: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if parent != ppid || state == "Z" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        out.push((pid, String::from_utf8_lossy(argv0).to_string()));
+    }
+    out
+}
+
+/// True while a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().next() != Some("Z"))
+        })
+        .unwrap_or(false)
+}
+
+/// (real uid, real gid) of a process.
+pub fn ids_of(pid: i32) -> (u32, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u32 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+/// Connects over TCP and reads the first line the server sends.
+pub fn read_greeting(addr: SocketAddr) -> String {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stream).read_line(&mut line);
+    line
+}
+
+/// Polls `cond` until it holds or the timeout passes.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes a file (creating parents).
+pub fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).expect("mkdir");
+    }
+    std::fs::write(path, text).expect("write");
+}

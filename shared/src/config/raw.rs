@@ -1,0 +1,250 @@
+//! The configuration file as written: serde structs mirroring `postern.toml` key by key.
+//! The doc comment of each field is the documentation of that key (kept in step with the
+//! annotated `etc/postern.toml` by a test). No validation here: see `validate.rs`.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole `postern.toml`. Defaults make a file with only `hostname` and `domains` complete.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Name used in greetings, EHLO and `Received:` headers (a fully qualified domain name).
+    pub hostname: String,
+    /// The local domains: mail for them is delivered here, everything else is relayed only
+    /// for authenticated submitters.
+    pub domains: Vec<String>,
+    /// Queue and mailboxes live below this directory (`queue/`, `mail/DOMAIN/USER/`).
+    pub state_dir: String,
+    /// Sockets (`auth.sock`, `lmtp.sock`, `notify.sock`) and the pid file.
+    pub runtime_dir: String,
+    /// Users and password hashes, Dovecot passwd-file format. Read only by authd.
+    pub users_file: String,
+    /// Aliases: `alias@domain: target, target`; `@domain:` is the catch-all.
+    pub aliases_file: String,
+    pub tls: RawTls,
+    pub listen: RawListen,
+    /// Optional smarthost; absent means direct MX delivery.
+    pub relay: Option<RawRelay>,
+    pub limits: RawLimits,
+    pub service_users: RawServiceUsers,
+    pub auth: RawAuth,
+    pub supervisor: RawSupervisor,
+    pub log: RawLog,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            hostname: String::new(),
+            domains: Vec::new(),
+            state_dir: "/var/lib/postern".into(),
+            runtime_dir: "/run/postern".into(),
+            users_file: "/etc/postern/users".into(),
+            aliases_file: "/etc/postern/aliases".into(),
+            tls: RawTls::default(),
+            listen: RawListen::default(),
+            relay: None,
+            limits: RawLimits::default(),
+            service_users: RawServiceUsers::default(),
+            auth: RawAuth::default(),
+            supervisor: RawSupervisor::default(),
+            log: RawLog::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate chain, PEM. Read by the supervisor as root and handed to the daemons.
+    pub cert: String,
+    /// Private key, PEM. May stay `0600 root`.
+    pub key: String,
+    /// Generate a self-signed certificate for `hostname` at start when `cert`/`key` are missing.
+    pub self_signed: bool,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls {
+            cert: "/etc/postern/tls/cert.pem".into(),
+            key: "/etc/postern/tls/key.pem".into(),
+            self_signed: false,
+        }
+    }
+}
+
+/// Listening addresses per service, each a list of `"addr:port"`; `[]` disables the service.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawListen {
+    /// Transfer from other MTAs (25): STARTTLS offered, no AUTH, local domains only.
+    pub smtp: Vec<String>,
+    /// Submission (587): STARTTLS required before AUTH and MAIL.
+    pub submission: Vec<String>,
+    /// Submission over implicit TLS (465).
+    pub submissions: Vec<String>,
+    /// IMAP (143): STARTTLS required before LOGIN/AUTHENTICATE.
+    pub imap: Vec<String>,
+    /// IMAP over implicit TLS (993).
+    pub imaps: Vec<String>,
+    /// POP3 (110): STLS required before USER/PASS/AUTH. Off by default.
+    pub pop3: Vec<String>,
+    /// POP3 over implicit TLS (995). Off by default.
+    pub pop3s: Vec<String>,
+}
+
+fn both(port: u16) -> Vec<String> {
+    vec![format!("0.0.0.0:{port}"), format!("[::]:{port}")]
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        RawListen {
+            smtp: both(25),
+            submission: both(587),
+            submissions: both(465),
+            imap: both(143),
+            imaps: both(993),
+            pop3: Vec::new(),
+            pop3s: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRelay {
+    /// `host:port`; port 465 means implicit TLS, any other port STARTTLS (required).
+    pub host: String,
+    /// User name for AUTH at the relay; empty means no AUTH.
+    pub username: String,
+    /// File holding the relay password (first line). Read by the supervisor as root.
+    pub password_file: String,
+    /// Verify the relay's certificate.
+    pub tls_verify: bool,
+}
+
+impl Default for RawRelay {
+    fn default() -> Self {
+        RawRelay {
+            host: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            tls_verify: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest message accepted, in bytes (announced with SIZE, RFC 1870).
+    pub message_size: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            message_size: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// System users the daemons run as when `postern serve` starts as root.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServiceUsers {
+    /// authd: the only user that can read the users file.
+    pub auth: String,
+    /// postern-mta: SMTP and the queue.
+    pub mta: String,
+    /// postern-mda, postern-imapd, postern-pop3d: the mailboxes.
+    pub mail: String,
+    /// Create missing service users with `useradd --system` at start (development and tests;
+    /// packages create them at install).
+    pub create_missing: bool,
+}
+
+impl Default for RawServiceUsers {
+    fn default() -> Self {
+        RawServiceUsers {
+            auth: "postern-auth".into(),
+            mta: "postern-mta".into(),
+            mail: "postern-mail".into(),
+            create_missing: false,
+        }
+    }
+}
+
+/// authd: cache and brute-force throttle. Durations are written like "500ms", "30s", "15m", "1h".
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAuth {
+    /// How long a successful verification is remembered (like Dovecot's auth_cache_ttl);
+    /// "0s" disables the cache. A changed password invalidates its entry at once.
+    pub cache_ttl: String,
+    /// Delay after the first failed login from an address or for a user; doubles with each
+    /// further failure in `fail_window`.
+    pub fail_delay: String,
+    /// Upper bound of that delay.
+    pub fail_delay_max: String,
+    /// Window over which failures are counted.
+    pub fail_window: String,
+    /// Failures from one remote IP within the window after which logins from it are refused
+    /// with a temporary failure until the window passes.
+    pub max_failures_per_ip: u32,
+    /// Failures for one user name within the window after which its logins are refused with a
+    /// temporary failure until the window passes.
+    pub max_failures_per_user: u32,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            cache_ttl: "1h".into(),
+            fail_delay: "1s".into(),
+            fail_delay_max: "15s".into(),
+            fail_window: "15m".into(),
+            max_failures_per_ip: 20,
+            max_failures_per_user: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSupervisor {
+    /// First delay before restarting a child that died; doubles on each crash in a row.
+    pub restart_delay: String,
+    /// Upper bound of the restart delay.
+    pub restart_delay_max: String,
+    /// How long sessions may take to finish after SIGTERM before children are killed.
+    pub stop_timeout: String,
+}
+
+impl Default for RawSupervisor {
+    fn default() -> Self {
+        RawSupervisor {
+            restart_delay: "1s".into(),
+            restart_delay_max: "60s".into(),
+            stop_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    /// "error", "warn", "info", "debug" or "trace"; the environment variable POSTERN_LOG
+    /// (tracing filter syntax) overrides it.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+        }
+    }
+}

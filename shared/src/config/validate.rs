@@ -1,0 +1,364 @@
+//! One pass over a [`RawConfig`] that turns it into a [`Config`] or collects every error, each
+//! with the line of its key and a hint. Looks at the text only, never at the file system.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::RawConfig;
+use super::{
+    AuthSettings, Config, ConfigError, Limits, ListenerName, Locator, RelayConfig, ServiceUsers,
+    SupervisorSettings, TlsConfig, parse_duration,
+};
+
+/// The longest `sun_path` of a Unix socket, less room for `/notify.sock` (unix(7)).
+const MAX_RUNTIME_DIR_LEN: usize = 107 - "/notify.sock".len();
+
+struct Checker<'a> {
+    file: &'a Path,
+    base: PathBuf,
+    locator: &'a Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, key: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.locator.line_of_path(key),
+            key: key.to_string(),
+            message: message.into(),
+            hint: hint.into(),
+        });
+    }
+
+    fn path(&mut self, key: &str, value: &str) -> PathBuf {
+        if value.is_empty() {
+            self.error(
+                key,
+                "must not be empty",
+                Some("give a file or directory path".into()),
+            );
+            return PathBuf::new();
+        }
+        let p = Path::new(value);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&mut self, key: &str, value: &str) -> Duration {
+        parse_duration(value).unwrap_or_else(|| {
+            self.error(
+                key,
+                format!("{value:?} is not a duration"),
+                Some(
+                    "write a number and a unit: \"500ms\", \"30s\", \"15m\", \"1h\", \"5d\"".into(),
+                ),
+            );
+            Duration::ZERO
+        })
+    }
+
+    fn domain(&mut self, key: &str, value: &str) -> Option<String> {
+        if is_domain(value) {
+            Some(value.to_ascii_lowercase())
+        } else {
+            self.error(
+                key,
+                format!("{value:?} is not a domain name"),
+                Some("letters, digits, '-' and '.', like \"example.org\"".into()),
+            );
+            None
+        }
+    }
+}
+
+/// Letters, digits and hyphens in dot-separated labels of at most 63 octets (RFC 1035 §2.3.1).
+pub fn is_domain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+pub fn validate(
+    file: &Path,
+    locator: &Locator<'_>,
+    raw: RawConfig,
+) -> Result<Config, Vec<ConfigError>> {
+    let file_abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let base = file_abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let mut c = Checker {
+        file,
+        base,
+        locator,
+        errors: Vec::new(),
+    };
+
+    if raw.hostname.is_empty() {
+        c.error(
+            "hostname",
+            "must be set",
+            Some("the server's fully qualified name, e.g. \"mail.example.org\"".into()),
+        );
+    } else {
+        c.domain("hostname", &raw.hostname);
+    }
+    if raw.domains.is_empty() {
+        c.error(
+            "domains",
+            "lists no local domain",
+            Some("domains = [\"example.org\"]".into()),
+        );
+    }
+    let mut domains = Vec::new();
+    for (i, d) in raw.domains.iter().enumerate() {
+        if let Some(d) = c.domain(&format!("domains.{i}"), d) {
+            if domains.contains(&d) {
+                c.error(
+                    &format!("domains.{i}"),
+                    format!("{d:?} is listed twice"),
+                    None,
+                );
+            }
+            domains.push(d);
+        }
+    }
+
+    let state_dir = c.path("state_dir", &raw.state_dir);
+    let runtime_dir = c.path("runtime_dir", &raw.runtime_dir);
+    if runtime_dir.as_os_str().len() > MAX_RUNTIME_DIR_LEN {
+        c.error(
+            "runtime_dir",
+            format!("is longer than {MAX_RUNTIME_DIR_LEN} bytes"),
+            Some(
+                "Unix socket paths are limited to 108 bytes (unix(7)); choose a shorter directory"
+                    .into(),
+            ),
+        );
+    }
+    let users_file = c.path("users_file", &raw.users_file);
+    let aliases_file = c.path("aliases_file", &raw.aliases_file);
+    let tls = TlsConfig {
+        cert: c.path("tls.cert", &raw.tls.cert),
+        key: c.path("tls.key", &raw.tls.key),
+        self_signed: raw.tls.self_signed,
+    };
+
+    let listen = validate_listen(&mut c, &raw);
+    let relay = raw.relay.as_ref().map(|r| validate_relay(&mut c, r));
+
+    if raw.limits.message_size == 0 {
+        c.error(
+            "limits.message_size",
+            "must be greater than 0",
+            Some("the default is 26214400 (25 MiB)".into()),
+        );
+    }
+    let limits = Limits {
+        message_size: raw.limits.message_size,
+    };
+
+    let mut users = Vec::new();
+    for (key, name) in [
+        ("service_users.auth", &raw.service_users.auth),
+        ("service_users.mta", &raw.service_users.mta),
+        ("service_users.mail", &raw.service_users.mail),
+    ] {
+        if !is_user_name(name) {
+            c.error(key, format!("{name:?} is not a valid user name"), None);
+        }
+        users.push(name.clone());
+    }
+    if raw.service_users.auth == raw.service_users.mta
+        || raw.service_users.auth == raw.service_users.mail
+    {
+        c.error(
+            "service_users.auth",
+            "must differ from the mta and mail users",
+            Some("only authd may read the users file, so it needs a user of its own".into()),
+        );
+    }
+    let service_users = ServiceUsers {
+        auth: raw.service_users.auth.clone(),
+        mta: raw.service_users.mta.clone(),
+        mail: raw.service_users.mail.clone(),
+        create_missing: raw.service_users.create_missing,
+    };
+
+    let auth = AuthSettings {
+        cache_ttl: c.duration("auth.cache_ttl", &raw.auth.cache_ttl),
+        fail_delay: c.duration("auth.fail_delay", &raw.auth.fail_delay),
+        fail_delay_max: c.duration("auth.fail_delay_max", &raw.auth.fail_delay_max),
+        fail_window: c.duration("auth.fail_window", &raw.auth.fail_window),
+        max_failures_per_ip: raw.auth.max_failures_per_ip,
+        max_failures_per_user: raw.auth.max_failures_per_user,
+    };
+    if auth.fail_delay > auth.fail_delay_max {
+        c.error(
+            "auth.fail_delay",
+            "is larger than auth.fail_delay_max",
+            None,
+        );
+    }
+    for (key, n) in [
+        ("auth.max_failures_per_ip", auth.max_failures_per_ip),
+        ("auth.max_failures_per_user", auth.max_failures_per_user),
+    ] {
+        if n == 0 {
+            c.error(key, "must be at least 1", None);
+        }
+    }
+
+    let supervisor = SupervisorSettings {
+        restart_delay: c.duration("supervisor.restart_delay", &raw.supervisor.restart_delay),
+        restart_delay_max: c.duration(
+            "supervisor.restart_delay_max",
+            &raw.supervisor.restart_delay_max,
+        ),
+        stop_timeout: c.duration("supervisor.stop_timeout", &raw.supervisor.stop_timeout),
+    };
+    if supervisor.restart_delay.is_zero() {
+        c.error("supervisor.restart_delay", "must be greater than 0", None);
+    }
+
+    let log_level = raw.log.level.to_ascii_lowercase();
+    if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+        c.error(
+            "log.level",
+            format!("{:?} is not a log level", raw.log.level),
+            Some("one of error, warn, info, debug, trace".into()),
+        );
+    }
+
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    Ok(Config {
+        file: file_abs,
+        hostname: raw.hostname.to_ascii_lowercase(),
+        domains,
+        state_dir,
+        runtime_dir,
+        users_file,
+        aliases_file,
+        tls,
+        listen,
+        relay,
+        limits,
+        service_users,
+        auth,
+        supervisor,
+        log_level,
+        raw,
+    })
+}
+
+fn validate_listen(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<(ListenerName, Vec<SocketAddr>)> {
+    let l = &raw.listen;
+    let lists = [
+        (ListenerName::Smtp, &l.smtp),
+        (ListenerName::Submission, &l.submission),
+        (ListenerName::Submissions, &l.submissions),
+        (ListenerName::Imap, &l.imap),
+        (ListenerName::Imaps, &l.imaps),
+        (ListenerName::Pop3, &l.pop3),
+        (ListenerName::Pop3s, &l.pop3s),
+    ];
+    let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+    let mut out = Vec::new();
+    for (name, list) in lists {
+        let mut addrs = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            let key = format!("listen.{}.{i}", name.as_str());
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if let Some(other) = seen.insert(addr, key.clone()) {
+                        c.error(
+                            &key,
+                            format!("{addr} is also given as {other}"),
+                            Some("each address:port can serve one listener".into()),
+                        );
+                    }
+                    addrs.push(addr);
+                }
+                Err(_) => c.error(
+                    &key,
+                    format!("{text:?} is not an address:port"),
+                    Some("write \"0.0.0.0:25\", \"127.0.0.1:1025\" or \"[::]:25\"".into()),
+                ),
+            }
+        }
+        out.push((name, addrs));
+    }
+    out
+}
+
+fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig {
+    let (host, port) = match r.host.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => match p.parse::<u16>() {
+            Ok(port) if port != 0 => (h.trim_matches(['[', ']']).to_string(), port),
+            _ => {
+                c.error(
+                    "relay.host",
+                    format!("{:?} has no valid port", r.host),
+                    Some("write \"smtp.relay.example:587\"".into()),
+                );
+                (String::new(), 0)
+            }
+        },
+        _ => {
+            c.error(
+                "relay.host",
+                format!("{:?} is not host:port", r.host),
+                Some("write \"smtp.relay.example:587\" (465 for implicit TLS)".into()),
+            );
+            (String::new(), 0)
+        }
+    };
+    let password_file = if r.password_file.is_empty() {
+        None
+    } else {
+        Some(c.path("relay.password_file", &r.password_file))
+    };
+    let username = (!r.username.is_empty()).then(|| r.username.clone());
+    if username.is_some() != password_file.is_some() {
+        c.error(
+            "relay.username",
+            "username and password_file go together",
+            Some("set both for AUTH at the relay, or neither".into()),
+        );
+    }
+    RelayConfig {
+        host,
+        port,
+        username,
+        password_file,
+        tls_verify: r.tls_verify,
+    }
+}
+
+/// Names `useradd` accepts by default: lower-case letters, digits, '-', '_', not starting with
+/// a digit or '-', at most 32 characters.
+fn is_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,3 @@
+//! Internal protocols between Postern's processes, one file each, used by both ends.
+
+pub mod auth;

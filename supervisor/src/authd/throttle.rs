@@ -1,0 +1,213 @@
+//! Brute-force throttle: failed logins counted per remote address (IPv6 by /64) and per user
+//! name over a sliding window. Each failure makes the next answer wait longer; past a limit the
+//! address or user is refused with a temporary failure until the window has passed. Pure: the
+//! caller passes the clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use shared::config::AuthSettings;
+
+/// Keys tracked at most per map; past it the stalest keys are dropped (memory bound against
+/// an attacker rotating addresses or user names).
+const MAX_KEYS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Over a limit: `by` says which.
+    Blocked {
+        by: &'static str,
+    },
+}
+
+pub struct Throttle {
+    settings: AuthSettings,
+    by_ip: HashMap<IpAddr, VecDeque<Instant>>,
+    by_user: HashMap<String, VecDeque<Instant>>,
+}
+
+/// The address failures are counted under: IPv6 clients usually own a whole /64.
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(
+            v6.to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        ),
+        v4 => v4,
+    }
+}
+
+fn prune(times: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+    while times
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+    {
+        times.pop_front();
+    }
+}
+
+impl Throttle {
+    pub fn new(settings: AuthSettings) -> Throttle {
+        Throttle {
+            settings,
+            by_ip: HashMap::new(),
+            by_user: HashMap::new(),
+        }
+    }
+
+    fn count<K: std::hash::Hash + Eq>(
+        map: &mut HashMap<K, VecDeque<Instant>>,
+        key: &K,
+        now: Instant,
+        window: Duration,
+    ) -> u32 {
+        match map.get_mut(key) {
+            Some(times) => {
+                prune(times, now, window);
+                times.len() as u32
+            }
+            None => 0,
+        }
+    }
+
+    /// May this attempt proceed at all?
+    pub fn check(&mut self, ip: Option<IpAddr>, user: &str, now: Instant) -> Verdict {
+        let window = self.settings.fail_window;
+        if let Some(ip) = ip {
+            if Self::count(&mut self.by_ip, &ip_key(ip), now, window)
+                >= self.settings.max_failures_per_ip
+            {
+                return Verdict::Blocked { by: "ip" };
+            }
+        }
+        let user = user.to_lowercase();
+        if Self::count(&mut self.by_user, &user, now, window) >= self.settings.max_failures_per_user
+        {
+            return Verdict::Blocked { by: "user" };
+        }
+        Verdict::Allowed
+    }
+
+    /// Records a failure; returns the failures now counted (the larger of address and user)
+    /// and the delay the caller must wait before answering.
+    pub fn fail(&mut self, ip: Option<IpAddr>, user: &str, now: Instant) -> (u32, Duration) {
+        let window = self.settings.fail_window;
+        let mut worst = 0;
+        if let Some(ip) = ip {
+            worst = record(&mut self.by_ip, ip_key(ip), now, window);
+        }
+        worst = worst.max(record(&mut self.by_user, user.to_lowercase(), now, window));
+        let exponent = worst.saturating_sub(1).min(20);
+        let delay = self
+            .settings
+            .fail_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.settings.fail_delay_max);
+        (worst, delay)
+    }
+
+    /// A success clears the user's failures (not the address's: one good password from an
+    /// address does not excuse a spray of guesses from it).
+    pub fn succeed(&mut self, user: &str) {
+        self.by_user.remove(&user.to_lowercase());
+    }
+}
+
+fn record<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, VecDeque<Instant>>,
+    key: K,
+    now: Instant,
+    window: Duration,
+) -> u32 {
+    if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+        map.retain(|_, times| {
+            prune(times, now, window);
+            !times.is_empty()
+        });
+        if map.len() >= MAX_KEYS {
+            // Still full of live keys: forget the one whose last failure is oldest.
+            if let Some(stalest) = map
+                .iter()
+                .min_by_key(|(_, t)| t.back().copied())
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&stalest);
+            }
+        }
+    }
+    let times = map.entry(key).or_default();
+    prune(times, now, window);
+    times.push_back(now);
+    times.len() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AuthSettings {
+        AuthSettings {
+            cache_ttl: Duration::from_secs(60),
+            fail_delay: Duration::from_millis(100),
+            fail_delay_max: Duration::from_millis(1000),
+            fail_window: Duration::from_secs(60),
+            max_failures_per_ip: 5,
+            max_failures_per_user: 3,
+        }
+    }
+
+    #[test]
+    fn delay_doubles_up_to_the_cap() {
+        let mut t = Throttle::new(settings());
+        let now = Instant::now();
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let delays: Vec<u128> = (0..5)
+            .map(|i| t.fail(ip, &format!("u{i}"), now).1.as_millis())
+            .collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000]);
+    }
+
+    #[test]
+    fn blocks_per_ip_and_per_user_until_the_window_passes() {
+        let mut t = Throttle::new(settings());
+        let now = Instant::now();
+        let ip = Some("192.0.2.1".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(t.check(ip, "a@x", now), Verdict::Allowed);
+            t.fail(ip, "a@x", now);
+        }
+        assert_eq!(t.check(ip, "A@X", now), Verdict::Blocked { by: "user" });
+        // Another user from the same address is fine until the address limit.
+        assert_eq!(t.check(ip, "b@x", now), Verdict::Allowed);
+        t.fail(ip, "b@x", now);
+        t.fail(ip, "c@x", now);
+        assert_eq!(t.check(ip, "d@x", now), Verdict::Blocked { by: "ip" });
+        let later = now + Duration::from_secs(61);
+        assert_eq!(t.check(ip, "a@x", later), Verdict::Allowed);
+    }
+
+    #[test]
+    fn ipv6_counts_by_prefix_and_success_clears_the_user() {
+        let mut t = Throttle::new(settings());
+        let now = Instant::now();
+        for i in 1..=5 {
+            let ip: IpAddr = format!("2001:db8::{i}").parse().unwrap();
+            t.fail(Some(ip), &format!("u{i}"), now);
+        }
+        let other: IpAddr = "2001:db8::ffff".parse().unwrap();
+        assert_eq!(
+            t.check(Some(other), "z", now),
+            Verdict::Blocked { by: "ip" }
+        );
+        t.fail(None, "a@x", now);
+        t.fail(None, "a@x", now);
+        t.succeed("a@x");
+        assert_eq!(t.fail(None, "a@x", now).0, 1);
+    }
+}

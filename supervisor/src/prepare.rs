@@ -1,0 +1,425 @@
+//! Everything `postern serve` and `postern check` verify before anything is touched (service
+//! users, binaries, users/aliases files, TLS files, relay password), then what `serve` sets up
+//! as root before spawning (directories with owners and modes, the self-signed certificate)
+//! and the configuration slice of each child.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Uid, User};
+use shared::config::slice::{AuthSlice, DaemonSlice, RelaySlice, TlsMaterial};
+use shared::config::{Config, Role};
+
+/// What `inspect` found: errors stop `serve` and fail `check`; warnings are printed.
+#[derive(Default)]
+pub struct Inspection {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Per role, the user to drop to (root only).
+    pub ids: Vec<(Role, Uid, Gid)>,
+    pub binaries: Vec<(Role, PathBuf)>,
+    pub relay_password: Option<String>,
+    /// Service users to create at start (`create_missing`).
+    pub to_create: Vec<String>,
+}
+
+/// A child ready to be spawned.
+pub struct ChildPlan {
+    pub role: Role,
+    pub program: PathBuf,
+    pub args: Vec<&'static str>,
+    pub drop_to: Option<(Uid, Gid)>,
+    pub slice: Vec<u8>,
+}
+
+pub fn running_as_root() -> bool {
+    Uid::effective().is_root()
+}
+
+/// The `useradd` line that creates a missing service user.
+fn useradd_hint(name: &str) -> String {
+    format!(
+        "create it with: useradd --system --no-create-home --home-dir /nonexistent \
+         --shell /usr/sbin/nologin {name}"
+    )
+}
+
+/// Checks everything `serve` needs, touching nothing.
+pub fn inspect(config: &Config, as_root: bool) -> Inspection {
+    let mut found = Inspection::default();
+    if as_root {
+        for role in Role::ALL {
+            let name = config.service_users.for_role(role);
+            match User::from_name(name) {
+                Ok(Some(u)) if u.uid.is_root() => found.errors.push(format!(
+                    "service user {name} ({}) has uid 0: daemons never run as root",
+                    role.process_name()
+                )),
+                Ok(Some(u)) => found.ids.push((role, u.uid, u.gid)),
+                Ok(None) if config.service_users.create_missing => {
+                    if !found.to_create.iter().any(|n| n == name) {
+                        found.warnings.push(format!("service user {name} does not exist; it is created at start (create_missing = true)"));
+                        found.to_create.push(name.to_string());
+                    }
+                }
+                Ok(None) => found.errors.push(format!(
+                    "service user {name} ({}) does not exist; {}",
+                    role.process_name(),
+                    useradd_hint(name)
+                )),
+                Err(e) => found
+                    .errors
+                    .push(format!("cannot look up user {name}: {e}")),
+            }
+        }
+    }
+    for role in Role::ALL {
+        match find_binary(role) {
+            Ok(p) => found.binaries.push((role, p)),
+            Err(e) => found.errors.push(e),
+        }
+    }
+    inspect_users(config, as_root, &mut found);
+    inspect_tls(config, &mut found);
+    inspect_relay(config, &mut found);
+    found
+}
+
+fn inspect_users(config: &Config, as_root: bool, found: &mut Inspection) {
+    for (path, is_users) in [(&config.users_file, true), (&config.aliases_file, false)] {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                found.warnings.push(format!(
+                    "{}: does not exist; {}",
+                    path.display(),
+                    if is_users {
+                        "no one can log in until `postern user add` creates it"
+                    } else {
+                        "no aliases"
+                    }
+                ));
+                continue;
+            }
+            Err(e) => {
+                found
+                    .errors
+                    .push(format!("{}: cannot read: {e}", path.display()));
+                continue;
+            }
+        };
+        let (errors, warnings) = if is_users {
+            let p = shared::users::parse_users(path, &text);
+            (p.errors, p.warnings)
+        } else {
+            let p = shared::users::parse_aliases(path, &text);
+            (p.errors, p.warnings)
+        };
+        found.errors.extend(errors.iter().map(ToString::to_string));
+        found
+            .warnings
+            .extend(warnings.iter().map(ToString::to_string));
+        if is_users {
+            check_users_file_access(config, path, as_root, found);
+        }
+    }
+}
+
+/// The users file holds password hashes: others must not read it, authd must.
+fn check_users_file_access(config: &Config, path: &Path, as_root: bool, found: &mut Inspection) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o004 != 0 {
+        found.warnings.push(format!(
+            "{}: readable by every user (mode {:04o}); it holds password hashes: chmod 0640 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        ));
+    }
+    if !as_root || !found.to_create.is_empty() {
+        return;
+    }
+    let Some((_, uid, gid)) = found.ids.iter().find(|(r, _, _)| *r == Role::Authd) else {
+        return;
+    };
+    let readable = (meta.uid() == uid.as_raw() && mode & 0o400 != 0)
+        || (meta.gid() == gid.as_raw() && mode & 0o040 != 0)
+        || mode & 0o004 != 0;
+    if !readable {
+        let name = &config.service_users.auth;
+        found.errors.push(format!(
+            "{}: authd (user {name}) cannot read it: chown root:{name} {p} && chmod 0640 {p}",
+            path.display(),
+            p = path.display()
+        ));
+    }
+}
+
+fn inspect_tls(config: &Config, found: &mut Inspection) {
+    if !config.needs_tls() {
+        return;
+    }
+    let (cert, key) = (&config.tls.cert, &config.tls.key);
+    let missing = !cert.exists() || !key.exists();
+    if missing && config.tls.self_signed {
+        return; // generated at start
+    }
+    if let Err(e) = shared::tls::read_material(cert, key) {
+        let hint = if missing {
+            "; set self_signed = true in [tls] to generate one, or install a certificate"
+        } else {
+            ""
+        };
+        found.errors.push(format!("tls: {e}{hint}"));
+    }
+}
+
+fn inspect_relay(config: &Config, found: &mut Inspection) {
+    let Some(path) = config.relay.as_ref().and_then(|r| r.password_file.as_ref()) else {
+        return;
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            found.relay_password = text.lines().next().map(str::to_string);
+            if found.relay_password.as_deref().unwrap_or("").is_empty() {
+                found
+                    .errors
+                    .push(format!("{}: relay password file is empty", path.display()));
+            }
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o004 != 0 {
+                    found.warnings.push(format!(
+                        "{}: readable by every user; chmod 0600 {}",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+            }
+        }
+        Err(e) => found.errors.push(format!(
+            "{}: cannot read relay password: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// `postern authd` is this binary; the daemons live beside it, else in /usr/lib/postern.
+pub fn find_binary(role: Role) -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    if role == Role::Authd {
+        return Ok(me);
+    }
+    let name = role.process_name();
+    let candidates = [
+        me.parent().map(|d| d.join(name)),
+        Some(Path::new("/usr/lib/postern").join(name)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "{name} not found beside {} nor in /usr/lib/postern (build the workspace: \
+                 cargo build --workspace)",
+                me.display()
+            )
+        })
+}
+
+/// Creates missing service users (`create_missing`), the directories of ARCHITECTURE §1 with
+/// their owners and modes, the self-signed certificate if asked and missing, and reads the TLS
+/// material.
+pub fn set_up(config: &Config, found: &mut Inspection) -> Result<Option<TlsMaterial>, String> {
+    create_users(config, found)?;
+    let owner = |role: Role| {
+        found
+            .ids
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, u, g)| (*u, *g))
+    };
+    make_dir(&config.state_dir, 0o755, None, Existing::Keep)?;
+    make_dir(
+        &config.queue_dir(),
+        0o700,
+        owner(Role::Mta),
+        Existing::Enforce,
+    )?;
+    make_dir(
+        &config.mail_dir(),
+        0o700,
+        owner(Role::Mda),
+        Existing::Enforce,
+    )?;
+    make_dir(&config.runtime_dir, 0o755, None, Existing::Keep)?;
+    if !config.needs_tls() {
+        return Ok(None);
+    }
+    let (cert, key) = (&config.tls.cert, &config.tls.key);
+    if config.tls.self_signed && (!cert.exists() || !key.exists()) {
+        let material =
+            shared::tls::generate_self_signed(&config.hostname).map_err(|e| e.to_string())?;
+        for (path, text, mode) in [
+            (key, &material.key_pem, 0o600),
+            (cert, &material.cert_pem, 0o644),
+        ] {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            write_new(path, text.as_bytes(), mode)?;
+        }
+        tracing::info!(event = "tls.self_signed", cert = %cert.display(), "generated a self-signed certificate for {}", config.hostname);
+    }
+    shared::tls::read_material(cert, key)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+fn create_users(config: &Config, found: &mut Inspection) -> Result<(), String> {
+    for name in std::mem::take(&mut found.to_create) {
+        let status = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ])
+            .status();
+        // Another process may have created it meanwhile: what counts is that it exists now.
+        match User::from_name(&name) {
+            Ok(Some(_)) => tracing::info!(
+                event = "service_user.created",
+                "created service user {name}"
+            ),
+            _ => {
+                return Err(format!(
+                    "cannot create service user {name} (useradd: {status:?}); {}",
+                    useradd_hint(&name)
+                ));
+            }
+        }
+    }
+    for role in Role::ALL {
+        if found.ids.iter().any(|(r, _, _)| *r == role) {
+            continue;
+        }
+        let name = config.service_users.for_role(role);
+        if let Ok(Some(u)) = User::from_name(name) {
+            found.ids.push((role, u.uid, u.gid));
+        }
+    }
+    Ok(())
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What to do with a directory that already exists.
+#[derive(PartialEq)]
+enum Existing {
+    /// Leave it as the administrator made it (state_dir, runtime_dir may be shared paths).
+    Keep,
+    /// Give it our owner and mode (our own queue and mail directories).
+    Enforce,
+}
+
+/// Creates `dir` if needed with `mode` and, as root, `owner` (root when `None`).
+fn make_dir(
+    dir: &Path,
+    mode: u32,
+    owner: Option<(Uid, Gid)>,
+    existing: Existing,
+) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", dir.display());
+    if dir.is_dir() && existing == Existing::Keep {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    if running_as_root() {
+        let (uid, gid) = owner.unwrap_or((Uid::from_raw(0), Gid::from_raw(0)));
+        nix::unistd::chown(dir, Some(uid), Some(gid)).map_err(|e| err(e.into()))?;
+    }
+    Ok(())
+}
+
+/// One plan per child, with its slice of the configuration.
+pub fn plan_children(
+    config: &Config,
+    found: &Inspection,
+    tls: Option<&TlsMaterial>,
+) -> Vec<ChildPlan> {
+    let id_of = |role: Role| {
+        found
+            .ids
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, u, g)| (*u, *g))
+    };
+    let mut allowed_uids = vec![0, Uid::current().as_raw()];
+    for role in [Role::Mta, Role::Mda] {
+        if let Some((uid, _)) = id_of(role) {
+            allowed_uids.push(uid.as_raw());
+        }
+    }
+    allowed_uids.sort_unstable();
+    allowed_uids.dedup();
+    Role::ALL
+        .into_iter()
+        .filter_map(|role| {
+            let program = found.binaries.iter().find(|(r, _)| *r == role)?.1.clone();
+            let mut slice = DaemonSlice::common(config, role);
+            match role {
+                Role::Authd => {
+                    slice.auth = Some(AuthSlice {
+                        users_file: config.users_file.clone(),
+                        aliases_file: config.aliases_file.clone(),
+                        settings: config.auth.clone(),
+                        allowed_uids: allowed_uids.clone(),
+                    })
+                }
+                Role::Mta => {
+                    slice.tls = tls.cloned();
+                    slice.relay = config.relay.as_ref().map(|r| RelaySlice {
+                        host: r.host.clone(),
+                        port: r.port,
+                        username: r.username.clone(),
+                        password: found.relay_password.clone(),
+                        tls_verify: r.tls_verify,
+                    });
+                }
+                Role::Imapd | Role::Pop3d => slice.tls = tls.cloned(),
+                Role::Mda => {}
+            }
+            Some(ChildPlan {
+                role,
+                program,
+                args: if role == Role::Authd {
+                    vec!["authd"]
+                } else {
+                    vec![]
+                },
+                drop_to: id_of(role),
+                slice: serde_json::to_vec(&slice).ok()?,
+            })
+        })
+        .collect()
+}
