@@ -42,10 +42,10 @@ pub struct Context {
 impl Context {
     /// Tells the supervisor this daemon is serving (sd_notify `READY=1`). Idempotent.
     pub fn ready(&mut self) {
-        if let Some(socket) = self.ready.take() {
-            if let Err(e) = notify_ready(&socket) {
-                tracing::warn!(event = "daemon.notify_failed", error = %e, "cannot report readiness");
-            }
+        if let Some(socket) = self.ready.take()
+            && let Err(e) = notify_ready(&socket)
+        {
+            tracing::warn!(event = "daemon.notify_failed", error = %e, "cannot report readiness");
         }
     }
 }

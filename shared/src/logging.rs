@@ -12,15 +12,15 @@ pub fn init(process: &str, level: &str) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(level));
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        if let Ok(journald) = tracing_journald::layer() {
-            let journald = journald.with_syslog_identifier(process.to_string());
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(journald)
-                .try_init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let journald = journald.with_syslog_identifier(process.to_string());
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(journald)
+            .try_init();
+        return;
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

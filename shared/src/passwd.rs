@@ -174,7 +174,8 @@ impl StoredPassword {
 /// and a 16-character salt; bcrypt cost [`BLF_CRYPT_COST`] as `$2y$` (what Dovecot and
 /// htpasswd write; bcrypt uses only the first 72 bytes); Argon2 with the `argon2` crate's
 /// default parameters (m=19456 KiB, t=2, p=1) and a 16-byte salt. `{PLAIN}` stores the password
-/// itself, which must be UTF-8 without `:`, CR or LF so the users file can hold it.
+/// itself, which must be UTF-8 without `:`, CR or LF and not end in whitespace, so the users
+/// file holds it unchanged.
 pub fn hash_password(scheme: Scheme, password: &[u8]) -> Result<StoredPassword, PasswdError> {
     if password.len() > MAX_PASSWORD_LEN {
         return Err(PasswdError::TooLong);
@@ -190,9 +191,10 @@ pub fn hash_password(scheme: Scheme, password: &[u8]) -> Result<StoredPassword, 
         Scheme::Plain => {
             let text = std::str::from_utf8(password)
                 .map_err(|_| PasswdError::Hash("a {PLAIN} password must be UTF-8".into()))?;
-            if !plain_storable(text) {
+            // Trailing whitespace would be trimmed away when the users file is read back.
+            if !plain_storable(text) || text.ends_with(char::is_whitespace) {
                 return Err(PasswdError::Hash(
-                    "a {PLAIN} password cannot contain ':', CR or LF".into(),
+                    "a {PLAIN} password cannot contain ':', CR or LF, nor end in whitespace".into(),
                 ));
             }
             text.to_string()
@@ -793,6 +795,11 @@ mod tests {
             hash_password(Scheme::Plain, b"\xff"),
             Err(PasswdError::Hash(_))
         ));
+        assert!(matches!(
+            hash_password(Scheme::Plain, b"pw "),
+            Err(PasswdError::Hash(_))
+        ));
+        assert!(hash_password(Scheme::Plain, b" p w").is_ok());
     }
 
     #[test]

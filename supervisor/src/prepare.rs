@@ -189,14 +189,14 @@ fn inspect_relay(config: &Config, found: &mut Inspection) {
                     .errors
                     .push(format!("{}: relay password file is empty", path.display()));
             }
-            if let Ok(meta) = std::fs::metadata(path) {
-                if meta.permissions().mode() & 0o004 != 0 {
-                    found.warnings.push(format!(
-                        "{}: readable by every user; chmod 0600 {}",
-                        path.display(),
-                        path.display()
-                    ));
-                }
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o004 != 0
+            {
+                found.warnings.push(format!(
+                    "{}: readable by every user; chmod 0600 {}",
+                    path.display(),
+                    path.display()
+                ));
             }
         }
         Err(e) => found.errors.push(format!(

@@ -153,8 +153,8 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Pid, SpawnError> {
                     fail(0);
                 }
             }
-            for i in 0..sources.len() {
-                if libc::dup2(high[i], 3 + i as RawFd) < 0 {
+            for (i, fd) in high.iter().take(sources.len()).enumerate() {
+                if libc::dup2(*fd, 3 + i as RawFd) < 0 {
                     fail(0);
                 }
             }

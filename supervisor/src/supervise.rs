@@ -219,9 +219,18 @@ impl Supervisor {
                 refused: false,
             });
         }
+        let watchdog = sd_notify::watchdog_enabled();
+        let mut last_watchdog = Instant::now();
         loop {
             self.start_due();
             self.wait_for_events(&signals);
+            // WatchdogSec=: prove liveness at half the interval systemd gave us.
+            if let Some(interval) = watchdog
+                && last_watchdog.elapsed() >= interval / 2
+            {
+                notify_systemd(&[NotifyState::Watchdog]);
+                last_watchdog = Instant::now();
+            }
             if signals.term.swap(false, Ordering::SeqCst) && self.stop_deadline.is_none() {
                 self.begin_stop();
             }
@@ -443,16 +452,15 @@ impl Supervisor {
                 .children
                 .iter_mut()
                 .find(|c| c.pid.is_some() && c.pid == pid)
+                && !c.ready
             {
-                if !c.ready {
-                    c.ready = true;
-                    tracing::info!(
-                        event = "child.ready",
-                        pid = pid.map(|p| p.as_raw()),
-                        "{} ready",
-                        c.role.process_name()
-                    );
-                }
+                c.ready = true;
+                tracing::info!(
+                    event = "child.ready",
+                    pid = pid.map(|p| p.as_raw()),
+                    "{} ready",
+                    c.role.process_name()
+                );
             }
         }
         if !self.ready_sent
@@ -485,7 +493,11 @@ impl Supervisor {
     /// SIGHUP: re-read and validate everything; on any error keep running as we are.
     fn reload(&mut self) {
         tracing::info!(event = "reload.start", config = %self.config_path.display(), "reloading");
-        notify_systemd(&[NotifyState::Reloading]);
+        // Type=notify-reload wants the monotonic time with RELOADING=1 (sd_notify(3)).
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => notify_systemd(&[NotifyState::Reloading, now]),
+            Err(_) => notify_systemd(&[NotifyState::Reloading]),
+        }
         match self.prepare_reload() {
             Ok(()) => {
                 tracing::info!(

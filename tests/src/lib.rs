@@ -361,6 +361,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // STYLE §7: whatever the test checked, a panic anywhere in the tree fails it.
+        if !std::thread::panicking() && self.log_text().contains("panicked") {
+            self.kill_tree();
+            panic!("a process panicked:\n{}", self.log_text());
+        }
+        self.kill_tree();
+    }
+}
+
+impl Server {
+    fn kill_tree(&mut self) {
         if let Some(mut child) = self.child.take() {
             let kids = children_of(self.pid);
             let _ = child.kill();
@@ -374,6 +385,21 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// Runs a Python 3 script (real clients: smtplib, imaplib, poplib) with `args`; returns
+/// (status, stdout, stderr). Panics when it does not finish within [`TIMEOUT`].
+pub fn python(script: &str, args: &[&str]) -> (ExitStatus, String, String) {
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (Debian package python3) is needed by this test");
+    wait_output(child, TIMEOUT)
 }
 
 /// Processes whose parent is `ppid`: (pid, argv[0]).

@@ -9,7 +9,13 @@ use std::time::Duration;
 use harness::*;
 use nix::sys::signal::Signal;
 
-const FIVE: [&str; 5] = ["postern-authd", "postern-imapd", "postern-mda", "postern-mta", "postern-pop3d"];
+const FIVE: [&str; 5] = [
+    "postern-authd",
+    "postern-imapd",
+    "postern-mda",
+    "postern-mta",
+    "postern-pop3d",
+];
 
 #[test]
 fn serve_runs_five_children_that_answer_on_their_ports() {
@@ -28,7 +34,10 @@ fn serve_runs_five_children_that_answer_on_their_ports() {
     assert!(pop.starts_with("-ERR"), "{pop:?}");
     assert!(server.auth_socket().exists());
     assert!(server.setup.path("run/lmtp.sock").exists());
-    assert!(server.setup.path("tls/cert.pem").exists(), "self-signed certificate generated");
+    assert!(
+        server.setup.path("tls/cert.pem").exists(),
+        "self-signed certificate generated"
+    );
     assert!(server.stop().success());
     server.assert_no_panic();
 }
@@ -52,7 +61,12 @@ fn as_root_no_child_is_root_and_only_authd_reads_the_users_file() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
         assert_eq!(groups.trim(), "Groups:", "{name} kept supplementary groups");
-        assert!(status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')), "{name} lacks no_new_privs");
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+            "{name} lacks no_new_privs"
+        );
         // Try to read the users file with exactly this child's identity.
         let can_read = Command::new("cat")
             .arg(&users)
@@ -67,9 +81,18 @@ fn as_root_no_child_is_root_and_only_authd_reads_the_users_file() {
             reader_ok.push(name.clone());
         }
     }
-    assert_eq!(reader_ok, vec!["postern-authd".to_string()], "who can read the users file");
+    assert_eq!(
+        reader_ok,
+        vec!["postern-authd".to_string()],
+        "who can read the users file"
+    );
     let names: Vec<String> = kids.iter().map(|(p, _)| user_name(ids_of(*p).0)).collect();
-    assert!(names.contains(&"postern-auth".to_string()) && names.contains(&"postern-mta".to_string()) && names.contains(&"postern-mail".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"postern-auth".to_string())
+            && names.contains(&"postern-mta".to_string())
+            && names.contains(&"postern-mail".to_string()),
+        "{names:?}"
+    );
 }
 
 fn user_name(uid: u32) -> String {
@@ -84,7 +107,11 @@ fn user_name(uid: u32) -> String {
 fn a_killed_child_comes_back_while_the_others_keep_their_pids() {
     let server = Setup::new("").start();
     let before = server.wait_children(&FIVE);
-    let (victim, _) = before.iter().find(|(_, n)| n == "postern-mta").cloned().unwrap();
+    let (victim, _) = before
+        .iter()
+        .find(|(_, n)| n == "postern-mta")
+        .cloned()
+        .unwrap();
     let mark = server.log_len();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
     server.wait_log("postern-mta killed by SIGKILL; restarting", mark);
@@ -98,7 +125,9 @@ fn a_killed_child_comes_back_while_the_others_keep_their_pids() {
             assert_eq!(now, *pid, "{name} was restarted too");
         }
     }
-    wait_until("smtp answers again", || read_greeting(server.setup.addr("smtp")).starts_with("421"));
+    wait_until("smtp answers again", || {
+        read_greeting(server.setup.addr("smtp")).starts_with("421")
+    });
 }
 
 #[test]
@@ -110,10 +139,26 @@ fn a_crashing_child_is_restarted_with_growing_delays() {
         let kids = server.wait_children(&FIVE);
         let pid = kids.iter().find(|(_, n)| n == "postern-pop3d").unwrap().0;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-        wait_until("pop3d back", || server.children().iter().any(|(p, n)| n == "postern-pop3d" && *p != pid));
+        wait_until("pop3d back", || {
+            server
+                .children()
+                .iter()
+                .any(|(p, n)| n == "postern-pop3d" && *p != pid)
+        });
     }
-    for line in server.log_text()[mark..].lines().filter(|l| l.contains("postern-pop3d killed by SIGKILL")) {
-        delays.push(line.split("restarting in ").nth(1).unwrap_or("").split_whitespace().next().unwrap_or("").to_string());
+    for line in server.log_text()[mark..]
+        .lines()
+        .filter(|l| l.contains("postern-pop3d killed by SIGKILL"))
+    {
+        delays.push(
+            line.split("restarting in ")
+                .nth(1)
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        );
     }
     assert_eq!(delays, vec!["200ms", "400ms", "800ms"]);
 }
@@ -123,13 +168,24 @@ fn sighup_with_a_broken_config_keeps_the_old_one_running() {
     let mut server = Setup::new("").start();
     let before = server.wait_children(&FIVE);
     let good = std::fs::read_to_string(&server.setup.config).unwrap();
-    std::fs::write(&server.setup.config, format!("{good}\n[limits]\nmessage_sise = 10\n")).unwrap();
+    std::fs::write(
+        &server.setup.config,
+        format!("{good}\n[limits]\nmessage_sise = 10\n"),
+    )
+    .unwrap();
     let bad_line = good.lines().count() + 3;
     let mark = server.log_len();
     server.signal(Signal::SIGHUP);
     let log = server.wait_log("reload refused", mark);
-    let expected = format!("{}:{bad_line}: limits.message_sise: unknown key", server.setup.config.display());
-    assert!(log[mark..].contains(&expected), "no {expected:?} in:\n{}", &log[mark..]);
+    let expected = format!(
+        "{}:{bad_line}: limits.message_sise: unknown key",
+        server.setup.config.display()
+    );
+    assert!(
+        log[mark..].contains(&expected),
+        "no {expected:?} in:\n{}",
+        &log[mark..]
+    );
     std::thread::sleep(Duration::from_millis(300));
     let after = server.wait_children(&FIVE);
     let mut b: Vec<i32> = before.iter().map(|k| k.0).collect();
@@ -145,27 +201,38 @@ fn sighup_with_a_broken_config_keeps_the_old_one_running() {
     server.wait_log("configuration reloaded", mark);
     server.wait_notify("READY=1");
     let reloaded = server.wait_children(&FIVE);
-    assert!(reloaded.iter().all(|(p, _)| !b.contains(p)), "reload kept old children: {reloaded:?} vs {b:?}");
+    assert!(
+        reloaded.iter().all(|(p, _)| !b.contains(p)),
+        "reload kept old children: {reloaded:?} vs {b:?}"
+    );
     assert!(read_greeting(server.setup.addr("smtp")).starts_with("421"));
     assert!(server.stop().success());
 }
 
 #[test]
 fn sighup_applies_a_new_listener() {
-    let mut setup = Setup::new("");
-    let old_port = setup.port("imap");
-    let server_setup_port = free_port();
-    setup.ports.iter_mut().find(|(l, _)| *l == "imap").unwrap().1 = old_port;
-    let mut server = setup.start();
+    let mut server = Setup::new("").start();
+    let old_port = server.setup.port("imap");
     server.wait_children(&FIVE);
-    server.setup.ports.iter_mut().find(|(l, _)| *l == "imap").unwrap().1 = server_setup_port;
+    server
+        .setup
+        .ports
+        .iter_mut()
+        .find(|(l, _)| *l == "imap")
+        .unwrap()
+        .1 = free_port();
     server.setup.write_config();
     let mark = server.log_len();
     server.signal(Signal::SIGHUP);
     server.wait_log("configuration reloaded", mark);
     server.wait_notify("READY=1");
-    wait_until("imap on the new port", || read_greeting(server.setup.addr("imap")).starts_with("* BYE"));
-    assert!(std::net::TcpStream::connect(("127.0.0.1", old_port)).is_err(), "old port still open");
+    wait_until("imap on the new port", || {
+        read_greeting(server.setup.addr("imap")).starts_with("* BYE")
+    });
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", old_port)).is_err(),
+        "old port still open"
+    );
 }
 
 #[test]
@@ -187,7 +254,9 @@ fn children_exit_when_the_supervisor_is_killed() {
     let kids = server.wait_children(&FIVE);
     server.signal(Signal::SIGKILL);
     server.wait_exit();
-    wait_until("children to notice the death pipe", || kids.iter().all(|(pid, _)| !alive(*pid)));
+    wait_until("children to notice the death pipe", || {
+        kids.iter().all(|(pid, _)| !alive(*pid))
+    });
     let log = server.log_text();
     assert!(log.contains("supervisor is gone"), "{log}");
 }
@@ -200,8 +269,15 @@ fn a_child_refuses_a_supervisor_of_another_version() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refuses to run under supervisor 0.0.1-other") && err.contains("mixed old and new binaries"), "{err}");
-    let out = Command::new(bin("postern-imapd")).env_remove("POSTERN_VERSION").output().unwrap();
+    assert!(
+        err.contains("refuses to run under supervisor 0.0.1-other")
+            && err.contains("mixed old and new binaries"),
+        "{err}"
+    );
+    let out = Command::new(bin("postern-imapd"))
+        .env_remove("POSTERN_VERSION")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is started by `postern serve`"));
 }
 
@@ -224,17 +300,26 @@ fn listeners_handed_over_by_systemd_are_used() {
         .spawn()
         .unwrap();
     wait_until("smtp answers on the systemd socket", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && read_greeting(([127, 0, 0, 1], port).into()).starts_with("421")
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && read_greeting(([127, 0, 0, 1], port).into()).starts_with("421")
     });
     // The configured smtp address is not bound: systemd's socket took its place.
     assert!(std::net::TcpStream::connect(setup.addr("smtp")).is_err());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {
     std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
         .ok_or(())
 }

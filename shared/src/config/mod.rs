@@ -332,8 +332,10 @@ fn suggest_key(path: &str) -> String {
 
 /// Every key path the configuration knows, from the typed definition itself.
 pub fn known_keys() -> Vec<String> {
-    let mut full = RawConfig::default();
-    full.relay = Some(raw::RawRelay::default());
+    let full = RawConfig {
+        relay: Some(raw::RawRelay::default()),
+        ..RawConfig::default()
+    };
     let value = toml::Value::try_from(&full).unwrap_or(toml::Value::Table(Default::default()));
     let mut keys = Vec::new();
     collect_keys("", &value, &mut keys);

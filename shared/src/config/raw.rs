@@ -1,12 +1,14 @@
 //! The configuration file as written: serde structs mirroring `postern.toml` key by key.
 //! The doc comment of each field is the documentation of that key (kept in step with the
-//! annotated `etc/postern.toml` by a test). No validation here: see `validate.rs`.
+//! annotated `etc/postern.toml` by a test). No validation here: see `validate.rs`. Unknown keys
+//! are not refused by serde (which would stop at the first): `config::parse` collects every one
+//! of them with `serde_ignored`.
 
 use serde::{Deserialize, Serialize};
 
 /// The whole `postern.toml`. Defaults make a file with only `hostname` and `domains` complete.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawConfig {
     /// Name used in greetings, EHLO and `Received:` headers (a fully qualified domain name).
     pub hostname: String,
@@ -54,7 +56,7 @@ impl Default for RawConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawTls {
     /// Certificate chain, PEM. Read by the supervisor as root and handed to the daemons.
     pub cert: String,
@@ -76,7 +78,7 @@ impl Default for RawTls {
 
 /// Listening addresses per service, each a list of `"addr:port"`; `[]` disables the service.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawListen {
     /// Transfer from other MTAs (25): STARTTLS offered, no AUTH, local domains only.
     pub smtp: Vec<String>,
@@ -113,7 +115,7 @@ impl Default for RawListen {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawRelay {
     /// `host:port`; port 465 means implicit TLS, any other port STARTTLS (required).
     pub host: String,
@@ -137,7 +139,7 @@ impl Default for RawRelay {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawLimits {
     /// Largest message accepted, in bytes (announced with SIZE, RFC 1870).
     pub message_size: u64,
@@ -153,7 +155,7 @@ impl Default for RawLimits {
 
 /// System users the daemons run as when `postern serve` starts as root.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawServiceUsers {
     /// authd: the only user that can read the users file.
     pub auth: String,
@@ -179,7 +181,7 @@ impl Default for RawServiceUsers {
 
 /// authd: cache and brute-force throttle. Durations are written like "500ms", "30s", "15m", "1h".
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawAuth {
     /// How long a successful verification is remembered (like Dovecot's auth_cache_ttl);
     /// "0s" disables the cache. A changed password invalidates its entry at once.
@@ -213,7 +215,7 @@ impl Default for RawAuth {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawSupervisor {
     /// First delay before restarting a child that died; doubles on each crash in a row.
     pub restart_delay: String,
@@ -234,7 +236,7 @@ impl Default for RawSupervisor {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawLog {
     /// "error", "warn", "info", "debug" or "trace"; the environment variable POSTERN_LOG
     /// (tracing filter syntax) overrides it.

@@ -128,18 +128,17 @@ fn every_key_is_documented_in_etc_postern_toml() {
             documented.insert(table.clone());
             continue;
         }
-        if let Some((key, _)) = l.split_once(" = ") {
-            if key
+        if let Some((key, _)) = l.split_once(" = ")
+            && key
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
-            {
-                let path = if table.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{table}.{key}")
-                };
-                documented.insert(path);
-            }
+        {
+            let path = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
+            documented.insert(path);
         }
     }
     let missing: Vec<String> = known_keys()

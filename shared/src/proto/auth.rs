@@ -292,10 +292,10 @@ impl AuthClient {
         let request = make(self.id());
         let pooled = self.idle.lock().await.pop();
         let attempt = async {
-            if let Some(mut conn) = pooled {
-                if let Ok(r) = conn.call(&request).await {
-                    return Ok((conn, r));
-                }
+            if let Some(mut conn) = pooled
+                && let Ok(r) = conn.call(&request).await
+            {
+                return Ok((conn, r));
             }
             let mut conn = Connection::open(&self.path).await?;
             let r = conn.call(&request).await?;

@@ -230,12 +230,12 @@ impl Authd {
             .users
             .get(username)
             .map(|e| (e.address.clone(), e.password.clone()));
-        if let Some((user, stored)) = &entry {
-            if lock(&self.cache).hit(&user.to_lowercase(), &stored.to_field(), secret, now) {
-                lock(&self.throttle).succeed(username);
-                tracing::info!(event = "auth.ok", user = %user, remote, service, cached = true, "login");
-                return VerifyOutcome::Ok { user: user.clone() };
-            }
+        if let Some((user, stored)) = &entry
+            && lock(&self.cache).hit(&user.to_lowercase(), &stored.to_field(), secret, now)
+        {
+            lock(&self.throttle).succeed(username);
+            tracing::info!(event = "auth.ok", user = %user, remote, service, cached = true, "login");
+            return VerifyOutcome::Ok { user: user.clone() };
         }
         let stored = entry
             .as_ref()

@@ -79,12 +79,11 @@ impl Throttle {
     /// May this attempt proceed at all?
     pub fn check(&mut self, ip: Option<IpAddr>, user: &str, now: Instant) -> Verdict {
         let window = self.settings.fail_window;
-        if let Some(ip) = ip {
-            if Self::count(&mut self.by_ip, &ip_key(ip), now, window)
+        if let Some(ip) = ip
+            && Self::count(&mut self.by_ip, &ip_key(ip), now, window)
                 >= self.settings.max_failures_per_ip
-            {
-                return Verdict::Blocked { by: "ip" };
-            }
+        {
+            return Verdict::Blocked { by: "ip" };
         }
         let user = user.to_lowercase();
         if Self::count(&mut self.by_user, &user, now, window) >= self.settings.max_failures_per_user
