@@ -77,6 +77,14 @@ fn validated_aliases(path: &Path, lines: Vec<String>) -> Result<Vec<String>, Edi
     Ok(lines)
 }
 
+/// I/O errors name the path already; refusals get it in front.
+fn edit_error(path: &Path, e: EditError) -> anyhow::Error {
+    match e {
+        EditError::Io(io) => anyhow::anyhow!("{io}"),
+        EditError::Invalid(message) => anyhow::anyhow!("{}: {message}", path.display()),
+    }
+}
+
 /// Reads a new password: twice from the terminal without echo, or one line from stdin.
 pub fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
@@ -143,7 +151,7 @@ pub fn user_add(config: &Config, address: &str, scheme: Scheme) -> anyhow::Resul
         lines.push(format!("{address}:{}", stored.to_field()));
         validated_users(path, lines)
     })
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    .map_err(|e| edit_error(path, e))?;
     println!(
         "added {address} ({}); authd picks it up within a second",
         scheme.name()
@@ -188,7 +196,7 @@ pub fn user_passwd(config: &Config, address: &str, scheme: Scheme) -> anyhow::Re
         }
         validated_users(path, lines)
     })
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    .map_err(|e| edit_error(path, e))?;
     println!("password of {address} changed");
     Ok(())
 }
@@ -207,7 +215,7 @@ pub fn user_del(config: &Config, address: &str) -> anyhow::Result<()> {
         }
         validated_users(path, lines)
     })
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    .map_err(|e| edit_error(path, e))?;
     println!(
         "deleted {address}; its mailbox under {} is kept (remove it by hand if wanted)",
         config.mail_dir().display()
@@ -281,7 +289,7 @@ pub fn alias_add(config: &Config, alias: &str, targets: &[String]) -> anyhow::Re
         }
         validated_aliases(path, lines)
     })
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    .map_err(|e| edit_error(path, e))?;
     println!("{alias} -> {}", targets.join(", "));
     Ok(())
 }
@@ -323,7 +331,7 @@ pub fn alias_del(config: &Config, alias: &str, targets: &[String]) -> anyhow::Re
         }
         validated_aliases(path, out)
     })
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    .map_err(|e| edit_error(path, e))?;
     println!("updated {alias}");
     Ok(())
 }
