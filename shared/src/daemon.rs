@@ -286,12 +286,14 @@ impl Sessions {
         self.set.spawn(session);
     }
 
-    pub fn len(&self) -> usize {
+    /// Sessions still running (finished ones are reaped first).
+    pub fn len(&mut self) -> usize {
+        while self.set.try_join_next().is_some() {}
         self.set.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
     }
 
     /// Waits for running sessions up to `limit`, then aborts the rest.

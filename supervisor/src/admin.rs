@@ -45,10 +45,14 @@ fn check_address(config: &Config, address: &str) -> anyhow::Result<String> {
     Ok(format!("{local}@{domain}"))
 }
 
-/// Owner for a users file created as root: root and authd's group.
+/// Owner for a users file created as root: root and authd's group (the service users are
+/// created first when `create_missing` is set).
 fn users_owner(config: &Config) -> Option<(u32, u32)> {
     if !Uid::effective().is_root() {
         return None;
+    }
+    if let Err(e) = crate::prepare::ensure_service_users(config) {
+        eprintln!("warning: {e}");
     }
     let user = nix::unistd::User::from_name(&config.service_users.auth)
         .ok()

@@ -151,16 +151,21 @@ fn take_matching(list: &mut Vec<Bound>, pred: impl Fn(&Bound) -> bool) -> Vec<Bo
 
 /// A Unix listening socket at `path` (a stale one is replaced), with `mode` and, as root,
 /// `owner`.
+///
+/// The socket is made under a temporary name, given its mode and owner, then renamed into
+/// place: nobody can connect to it while it still has the umask's permissions.
 pub fn bind_unix(path: &Path, mode: u32, owner: Option<(Uid, Gid)>) -> std::io::Result<OwnedFd> {
-    match std::fs::remove_file(path) {
+    let tmp = path.with_extension("sock.new");
+    match std::fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = std::os::unix::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     if let Some((uid, gid)) = owner {
-        nix::unistd::chown(path, Some(uid), Some(gid))?;
+        nix::unistd::chown(&tmp, Some(uid), Some(gid))?;
     }
+    std::fs::rename(&tmp, path)?;
     Ok(listener.into())
 }

@@ -79,13 +79,95 @@ pub fn inspect(config: &Config, as_root: bool) -> Inspection {
             Err(e) => found.errors.push(e),
         }
     }
-    inspect_users(config, as_root, &mut found);
+    inspect_users(config, &mut found);
     inspect_tls(config, &mut found);
     inspect_relay(config, &mut found);
+    if as_root && found.to_create.is_empty() {
+        let errors = check_access(config, &found);
+        found.errors.extend(errors);
+    }
     found
 }
 
-fn inspect_users(config: &Config, as_root: bool, found: &mut Inspection) {
+/// As root, with every service user known: can each daemon reach what it must? (A checkout
+/// under a 0700 home directory, or a users file authd cannot read, would otherwise only show
+/// as daemons failing in a loop.)
+fn check_access(config: &Config, found: &Inspection) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (role, uid, gid) in &found.ids {
+        let name = config.service_users.for_role(*role);
+        let mut needs: Vec<PathBuf> = vec![config.runtime_dir.join("notify.sock")];
+        if let Some((_, bin)) = found.binaries.iter().find(|(r, _)| r == role) {
+            needs.push(bin.clone());
+        }
+        match role {
+            Role::Authd => needs.extend([config.users_file.clone(), config.aliases_file.clone()]),
+            Role::Mta => needs.push(config.queue_dir().join("x")),
+            Role::Mda | Role::Imapd | Role::Pop3d => needs.push(config.mail_dir().join("x")),
+        }
+        for path in needs {
+            if let Some(dir) = unsearchable_ancestor(&path, *uid, *gid) {
+                errors.push(format!(
+                    "{} (user {name}) cannot reach {}: directory {} is closed to it; \
+                     give it o+x (chmod o+x {}) or move the files elsewhere",
+                    role.process_name(),
+                    path.display(),
+                    dir.display(),
+                    dir.display()
+                ));
+            }
+        }
+        if *role == Role::Authd
+            && let Some(e) = users_file_unreadable(config, *uid, *gid)
+        {
+            errors.push(e);
+        }
+    }
+    errors.sort();
+    errors.dedup();
+    errors
+}
+
+/// The first existing ancestor directory of `path` that `uid`/`gid` (no supplementary
+/// groups: the daemons have none) cannot search. Missing ones are created later, 0755.
+fn unsearchable_ancestor(path: &Path, uid: Uid, gid: Gid) -> Option<PathBuf> {
+    path.ancestors().skip(1).find_map(|dir| {
+        let meta = std::fs::metadata(dir).ok()?;
+        let mode = meta.permissions().mode();
+        let ok = if meta.uid() == uid.as_raw() {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid.as_raw() {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        (!ok).then(|| dir.to_path_buf())
+    })
+}
+
+/// The users file holds password hashes: authd must be able to read it.
+fn users_file_unreadable(config: &Config, uid: Uid, gid: Gid) -> Option<String> {
+    let path = &config.users_file;
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode();
+    let readable = if meta.uid() == uid.as_raw() {
+        mode & 0o400 != 0
+    } else if meta.gid() == gid.as_raw() {
+        mode & 0o040 != 0
+    } else {
+        mode & 0o004 != 0
+    };
+    let name = &config.service_users.auth;
+    (!readable).then(|| {
+        format!(
+            "{}: authd (user {name}) cannot read it: chown root:{name} {p} && chmod 0640 {p}",
+            path.display(),
+            p = path.display()
+        )
+    })
+}
+
+fn inspect_users(config: &Config, found: &mut Inspection) {
     for (path, is_users) in [(&config.users_file, true), (&config.aliases_file, false)] {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -120,13 +202,13 @@ fn inspect_users(config: &Config, as_root: bool, found: &mut Inspection) {
             .warnings
             .extend(warnings.iter().map(ToString::to_string));
         if is_users {
-            check_users_file_access(config, path, as_root, found);
+            warn_if_world_readable(path, found);
         }
     }
 }
 
-/// The users file holds password hashes: others must not read it, authd must.
-fn check_users_file_access(config: &Config, path: &Path, as_root: bool, found: &mut Inspection) {
+/// The users file holds password hashes: others must not read it.
+fn warn_if_world_readable(path: &Path, found: &mut Inspection) {
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
@@ -137,23 +219,6 @@ fn check_users_file_access(config: &Config, path: &Path, as_root: bool, found: &
             path.display(),
             mode & 0o7777,
             path.display()
-        ));
-    }
-    if !as_root || !found.to_create.is_empty() {
-        return;
-    }
-    let Some((_, uid, gid)) = found.ids.iter().find(|(r, _, _)| *r == Role::Authd) else {
-        return;
-    };
-    let readable = (meta.uid() == uid.as_raw() && mode & 0o400 != 0)
-        || (meta.gid() == gid.as_raw() && mode & 0o040 != 0)
-        || mode & 0o004 != 0;
-    if !readable {
-        let name = &config.service_users.auth;
-        found.errors.push(format!(
-            "{}: authd (user {name}) cannot read it: chown root:{name} {p} && chmod 0640 {p}",
-            path.display(),
-            p = path.display()
         ));
     }
 }
@@ -234,7 +299,14 @@ pub fn find_binary(role: Role) -> Result<PathBuf, String> {
 /// their owners and modes, the self-signed certificate if asked and missing, and reads the TLS
 /// material.
 pub fn set_up(config: &Config, found: &mut Inspection) -> Result<Option<TlsMaterial>, String> {
+    let creating = !found.to_create.is_empty();
     create_users(config, found)?;
+    if creating {
+        let errors = check_access(config, found);
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+    }
     let owner = |role: Role| {
         found
             .ids
@@ -270,13 +342,29 @@ pub fn set_up(config: &Config, found: &mut Inspection) -> Result<Option<TlsMater
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            write_new(path, text.as_bytes(), mode)?;
+            write_atomic(path, text.as_bytes(), mode)?;
         }
         tracing::info!(event = "tls.self_signed", cert = %cert.display(), "generated a self-signed certificate for {}", config.hostname);
     }
     shared::tls::read_material(cert, key)
         .map(Some)
         .map_err(|e| e.to_string())
+}
+
+/// For the admin verbs: as root with `create_missing`, the service users exist before a
+/// users file is created, so that it gets authd's group.
+pub fn ensure_service_users(config: &Config) -> Result<(), String> {
+    if !running_as_root() || !config.service_users.create_missing {
+        return Ok(());
+    }
+    let mut found = Inspection::default();
+    for role in Role::ALL {
+        let name = config.service_users.for_role(role);
+        if matches!(User::from_name(name), Ok(None)) && !found.to_create.iter().any(|n| n == name) {
+            found.to_create.push(name.to_string());
+        }
+    }
+    create_users(config, &mut found)
 }
 
 fn create_users(config: &Config, found: &mut Inspection) -> Result<(), String> {
@@ -318,18 +406,28 @@ fn create_users(config: &Config, found: &mut Inspection) -> Result<(), String> {
     Ok(())
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+/// Replaces `path` atomically (temp file with `mode` from the start, fsync, rename): a crash
+/// leaves the old file or the new one, never half of a key.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// What to do with a directory that already exists.

@@ -135,10 +135,16 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Pid, SpawnError> {
     // prepared above, then execs or _exits; the parent only records the pid.
     match unsafe { nix::unistd::fork() }.map_err(io("fork"))? {
         ForkResult::Child => unsafe {
+            // The status pipe moves far above the target range first (its number may be one of
+            // the targets) and stays open, close-on-exec, through the clean-up below.
+            let report_fd = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 900);
+            if report_fd < 0 {
+                libc::_exit(127);
+            }
             let fail = |stage: usize| -> ! {
                 let errno = *libc::__errno_location();
                 let report = [stage as i32, errno];
-                libc::write(status_fd, report.as_ptr() as *const libc::c_void, 8);
+                libc::write(report_fd, report.as_ptr() as *const libc::c_void, 8);
                 libc::_exit(127);
             };
             // First move every source above the target range, then into place: a source fd
@@ -156,6 +162,18 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Pid, SpawnError> {
             for (i, fd) in high.iter().take(sources.len()).enumerate() {
                 if libc::dup2(*fd, 3 + i as RawFd) < 0 {
                     fail(0);
+                }
+            }
+            // Close everything else: an fd the supervisor inherited without O_CLOEXEC (from
+            // whoever started it) must not reach an unprivileged daemon (ARCHITECTURE §1).
+            let first_free = 3 + sources.len() as libc::c_uint;
+            let report = report_fd as libc::c_uint;
+            for (from, to) in [(first_free, report - 1), (report + 1, libc::c_uint::MAX)] {
+                if libc::syscall(libc::SYS_close_range, from, to, 0) != 0 {
+                    // Kernels before 5.9: close one by one, up to a bound.
+                    for fd in from..to.min(65536) {
+                        libc::close(fd as RawFd);
+                    }
                 }
             }
             if let Some((uid, gid)) = spec.drop_to {

@@ -525,6 +525,25 @@ impl Supervisor {
     fn prepare_reload(&mut self) -> Result<(), Vec<String>> {
         let config = config::load(&self.config_path)
             .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        // The sockets in runtime_dir and their owners were made at start; moving them under
+        // running daemons is not worth the risk: these two take a restart.
+        let old = &self.config;
+        let users_changed = (
+            &config.service_users.auth,
+            &config.service_users.mta,
+            &config.service_users.mail,
+        ) != (
+            &old.service_users.auth,
+            &old.service_users.mta,
+            &old.service_users.mail,
+        );
+        if config.runtime_dir != old.runtime_dir || users_changed {
+            return Err(vec![format!(
+                "{}: runtime_dir and [service_users] cannot change on reload; restart postern \
+                 (systemctl restart postern)",
+                self.config_path.display()
+            )]);
+        }
         let mut found = prepare::inspect(&config, prepare::running_as_root());
         for w in &found.warnings {
             tracing::warn!(event = "config.warning", "{w}");
@@ -541,18 +560,6 @@ impl Supervisor {
                 return Err(errors);
             }
         };
-        if config.runtime_dir != self.config.runtime_dir {
-            match unix_sockets(&config, &found, Vec::new()) {
-                Ok(s) => {
-                    self.sockets.auth = s.auth;
-                    self.sockets.lmtp = s.lmtp;
-                }
-                Err(e) => {
-                    self.sockets.tcp = tcp;
-                    return Err(vec![e]);
-                }
-            }
-        }
         self.sockets.tcp = tcp;
         self.plans = prepare::plan_children(&config, &found, tls.as_ref());
         self.config = config;

@@ -203,15 +203,40 @@ pub fn wait_output(mut child: Child, limit: Duration) -> (ExitStatus, String, St
 
 /// A running `postern serve`.
 pub struct Server {
-    pub setup: Setup,
+    setup: Option<Setup>,
     pub child: Option<Child>,
     pub pid: i32,
     pub log: PathBuf,
     notify: UnixDatagram,
+    /// The READY=1 message (with STATUS=) the supervisor sent to "systemd".
+    pub ready_message: String,
 }
 
 impl Server {
-    fn start(setup: Setup) -> Server {
+    fn start(mut setup: Setup) -> Server {
+        // A port picked free can be taken by a parallel test before serve binds it: then
+        // start again on other ports.
+        for attempt in 1..=3 {
+            let mut server = Server::spawn(setup);
+            match server.try_wait_notify("READY=1") {
+                Ok(message) => {
+                    server.ready_message = message;
+                    return server;
+                }
+                Err(e) if attempt < 3 && server.log_text().contains("cannot listen on") => {
+                    eprintln!("port clash, starting again: {e}");
+                    server.kill_tree();
+                    setup = server.take_setup();
+                    setup.ports = LISTENERS.iter().map(|l| (*l, free_port())).collect();
+                    setup.write_config();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn spawn(setup: Setup) -> Server {
         let log = setup.path("postern.log");
         let notify_path = setup.path("systemd-notify.sock");
         let _ = std::fs::remove_file(&notify_path);
@@ -233,26 +258,53 @@ impl Server {
             .spawn()
             .expect("spawn postern serve");
         let pid = child.id() as i32;
-        let mut server = Server {
-            setup,
+        Server {
+            setup: Some(setup),
             child: Some(child),
             pid,
             log,
             notify,
-        };
-        server.wait_notify("READY=1");
-        server
+            ready_message: String::new(),
+        }
+    }
+
+    fn take_setup(mut self) -> Setup {
+        self.setup.take().expect("setup")
+    }
+
+    /// The test setup of this server.
+    pub fn setup(&self) -> &Setup {
+        self.setup.as_ref().expect("setup")
+    }
+
+    pub fn setup_mut(&mut self) -> &mut Setup {
+        self.setup.as_mut().expect("setup")
+    }
+
+    /// Forgets every message the supervisor sent to "systemd" so far.
+    pub fn drain_notify(&mut self) {
+        let _ = self.notify.set_nonblocking(true);
+        let mut buf = [0u8; 4096];
+        while self.notify.recv(&mut buf).is_ok() {}
+        let _ = self.notify.set_nonblocking(false);
     }
 
     /// Waits for a message from the supervisor to "systemd" containing `what`.
     pub fn wait_notify(&mut self, what: &str) -> String {
+        match self.try_wait_notify(what) {
+            Ok(m) => m,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn try_wait_notify(&mut self, what: &str) -> Result<String, String> {
         let deadline = Instant::now() + TIMEOUT;
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
             if let Ok(n) = self.notify.recv(&mut buf) {
                 let msg = String::from_utf8_lossy(&buf[..n]).to_string();
                 if msg.lines().any(|l| l == what || l.starts_with(what)) {
-                    return msg;
+                    return Ok(msg);
                 }
             }
             if let Some(status) = self
@@ -260,16 +312,16 @@ impl Server {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
+                return Err(format!(
                     "postern serve exited ({status}) before {what}:\n{}",
                     self.log_text()
-                );
+                ));
             }
         }
-        panic!(
+        Err(format!(
             "no {what} from postern serve within {TIMEOUT:?}:\n{}",
             self.log_text()
-        );
+        ))
     }
 
     pub fn log_text(&self) -> String {
@@ -327,7 +379,7 @@ impl Server {
     }
 
     pub fn auth_socket(&self) -> PathBuf {
-        self.setup.path("run/auth.sock")
+        self.setup().path("run/auth.sock")
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -24,10 +24,10 @@ fn user_add_passwd_list_del() {
     assert_eq!(mode, 0o640);
     if is_root() {
         let gid = std::fs::metadata(&users).unwrap().gid();
-        let auth = nix::unistd::User::from_name("postern-auth").unwrap();
-        if let Some(auth) = auth {
-            assert_eq!(gid, auth.gid.as_raw(), "users file group should be authd's");
-        }
+        let auth = nix::unistd::User::from_name("postern-auth")
+            .unwrap()
+            .expect("user add creates the service users first (create_missing)");
+        assert_eq!(gid, auth.gid.as_raw(), "users file group should be authd's");
     }
 
     let (status, _, err) = setup.postern(&["user", "add", "alice@example.test"], "again\n");

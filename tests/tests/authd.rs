@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::Duration;
 
 use harness::*;
 use shared::proto::auth::{AuthClient, Mechanism, Recipient, TempReason, VerifyOutcome};
@@ -73,6 +72,29 @@ fn user_added_with_the_cli_verifies_through_authd_for_every_scheme() {
             eprintln!("openssl not installed: no openssl-made vectors in this run");
         }
     }
+    for (method, name) in [
+        ("sha-512", "mkpasswd512"),
+        ("sha-256", "mkpasswd256"),
+        ("bcrypt", "mkpasswdbf"),
+    ] {
+        let Ok(out) = Command::new("mkpasswd")
+            .args(["-m", method, "pw-mkpasswd"])
+            .output()
+        else {
+            eprintln!("mkpasswd not installed (package whois): no mkpasswd vectors in this run");
+            break;
+        };
+        if out.status.success() {
+            let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let scheme = match method {
+                "sha-512" => "SHA512-CRYPT",
+                "sha-256" => "SHA256-CRYPT",
+                _ => "BLF-CRYPT",
+            };
+            text.push_str(&format!("{name}@example.test:{{{scheme}}}{hash}\n"));
+            external.push(name);
+        }
+    }
     if let Ok(out) = Command::new("htpasswd")
         .args(["-bnBC", "5", "x", "pw-htpasswd"])
         .output()
@@ -116,6 +138,8 @@ fn user_added_with_the_cli_verifies_through_authd_for_every_scheme() {
         let user = format!("{name}@example.test");
         let pw = if name.starts_with("openssl") {
             "pw-openssl"
+        } else if name.starts_with("mkpasswd") {
+            "pw-mkpasswd"
         } else {
             "pw-htpasswd"
         };
@@ -303,6 +327,10 @@ fn a_peer_of_the_wrong_uid_is_refused() {
         eprintln!("SKIPPED: needs root to connect as another uid");
         return;
     }
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: python3 is not installed (Debian package python3)");
+        return;
+    }
     let server = Setup::new("").start();
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
@@ -360,7 +388,7 @@ fn the_throttle_delays_grow_then_refuse_and_success_is_cached() {
 
 fn setup_user_and_check_cache(server: &Server, client: &AuthClient) {
     let mark = server.log_len();
-    server.setup.add_user("bob@example.test", "bobpw");
+    server.setup().add_user("bob@example.test", "bobpw");
     server.wait_log("users and aliases reloaded", mark);
     let bob = VerifyOutcome::Ok {
         user: "bob@example.test".into(),
@@ -382,7 +410,7 @@ fn setup_user_and_check_cache(server: &Server, client: &AuthClient) {
     // A changed password voids the cached entry at once.
     let mark = server.log_len();
     let (status, _, err) = server
-        .setup
+        .setup()
         .postern(&["user", "passwd", "bob@example.test"], "newpw\n");
     assert!(status.success(), "{err}");
     server.wait_log("users and aliases reloaded", mark);
@@ -399,12 +427,14 @@ fn a_broken_edit_of_the_users_file_keeps_the_previous_users() {
     setup.add_user("alice@example.test", "pw");
     let server = setup.start();
     let client = AuthClient::new(server.auth_socket());
-    let users = server.setup.path("etc/users");
+    let users = server.setup().path("etc/users");
     let good = std::fs::read_to_string(&users).unwrap();
-    std::fs::write(&users, format!("{good}this line is broken\n")).unwrap();
+    // Replaced in one step, as an editor or `postern user` does (no half-written file).
+    let tmp = users.with_extension("edit");
+    std::fs::write(&tmp, format!("{good}this line is broken\n")).unwrap();
+    std::fs::rename(&tmp, &users).unwrap();
     let log = server.wait_log("auth.reload_failed", 0);
     assert!(log.contains(&format!("{}:2", users.display())), "{log}");
-    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         verify(&client, "alice@example.test", "pw"),
         VerifyOutcome::Ok {

@@ -132,3 +132,21 @@ fn a_missing_service_user_is_an_error_naming_useradd() {
         );
     }
 }
+
+#[test]
+fn serve_refuses_a_broken_aliases_file_naming_file_and_line() {
+    let setup = Setup::new("");
+    setup.add_user("alice@example.test", "pw");
+    let aliases = setup.path("etc/aliases");
+    write(
+        &aliases,
+        "# aliases\ninfo@example.test: alice@example.test\nbroken line without colon\n",
+    );
+    let (status, _, err) = setup.postern(&["serve"], "");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}:3:", aliases.display())), "{err}");
+    assert!(
+        !setup.path("run").exists(),
+        "serve touched the disk before validating"
+    );
+}

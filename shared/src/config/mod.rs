@@ -267,7 +267,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<ConfigError>> {
             message,
             hint,
         };
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| locator.line_of(s.start));
         vec![error_at(
             String::new(),
@@ -276,43 +276,76 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<ConfigError>> {
             None,
         )]
     })?;
-    let mut unknown = Vec::new();
-    let parsed: Result<RawConfig, _> = serde_ignored::deserialize(deserializer, |p| {
-        unknown.push(p.to_string());
-    });
-    let mut errors: Vec<ConfigError> = unknown
-        .iter()
-        .map(|key| {
-            error_at(
-                key.clone(),
-                locator.line_of_path(key),
-                "unknown key".into(),
-                Some(suggest_key(key)),
-            )
-        })
-        .collect();
-    let raw = match parsed {
-        Ok(raw) => raw,
-        Err(e) => {
-            let line = e.span().map(|s| locator.line_of(s.start));
-            errors.push(error_at(
-                String::new(),
-                line,
-                e.message().trim().to_string(),
-                None,
-            ));
-            return Err(errors);
+    // Unknown keys and type errors are all collected: a key of the wrong type is reported and
+    // removed, and the rest deserialized again (bounded by the number of keys).
+    let mut unknown = std::collections::BTreeSet::new();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let raw = loop {
+        let mut track = serde_path_to_error::Track::new();
+        let value = toml::Value::Table(table.clone());
+        let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
+        let result: Result<RawConfig, _> = serde_ignored::deserialize(tracked, |p| {
+            unknown.insert(p.to_string());
+        });
+        match result {
+            Ok(raw) => break Some(raw),
+            Err(e) => {
+                let key = track.path().to_string().replace('[', ".").replace(']', "");
+                errors.push(error_at(
+                    key.clone(),
+                    locator.line_of_path(&key),
+                    e.to_string(),
+                    None,
+                ));
+                if !remove_path(&mut table, &key) || errors.len() > 100 {
+                    break None;
+                }
+            }
         }
+    };
+    errors.extend(unknown.iter().map(|key| {
+        error_at(
+            key.clone(),
+            locator.line_of_path(key),
+            "unknown key".into(),
+            Some(suggest_key(key)),
+        )
+    }));
+    let Some(raw) = raw else {
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        return Err(errors);
     };
     match validate(path, &locator, raw) {
         Ok(config) if errors.is_empty() => Ok(config),
-        Ok(_) => Err(errors),
+        Ok(_) => {
+            errors.sort_by_key(|e| e.line.unwrap_or(0));
+            Err(errors)
+        }
         Err(more) => {
             errors.extend(more);
             errors.sort_by_key(|e| e.line.unwrap_or(0));
             Err(errors)
         }
     }
+}
+
+/// Removes the value at a dotted path (stopping at the first array: the whole array goes).
+/// False when nothing could be removed.
+fn remove_path(table: &mut toml::Table, path: &str) -> bool {
+    let mut segments = path.split('.').peekable();
+    let mut current = table;
+    while let Some(segment) = segments.next() {
+        let descend = segments.peek().is_some()
+            && matches!(current.get(segment), Some(toml::Value::Table(_)));
+        if !descend {
+            return current.remove(segment).is_some();
+        }
+        match current.get_mut(segment) {
+            Some(toml::Value::Table(t)) => current = t,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// A hint for an unknown key: the closest known key of the same table, if any is close.

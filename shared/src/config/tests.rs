@@ -66,8 +66,21 @@ fn syntax_and_type_errors_name_the_line() {
     let e = errors_of("hostname = \"a.b\"\ndomains = [\"a.b\"\n");
     assert_eq!(e[0].line, Some(2), "{e:?}");
     assert!(e[0].message.contains("not valid TOML"));
-    let e = errors_of(&format!("{MINIMAL}[limits]\nmessage_size = \"big\"\n"));
-    assert_eq!(e[0].line, Some(4), "{e:?}");
+    let e = errors_of(&format!(
+        "{MINIMAL}[limits]\nmessage_size = \"big\"\n[auth]\nmax_failures_per_ip = \"x\"\ncache_ttl = \"soon\"\n[listen]\nsmtp = [25]\n"
+    ));
+    let found: Vec<(&str, Option<usize>)> = e.iter().map(|e| (e.key.as_str(), e.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            ("limits.message_size", Some(4)),
+            ("auth.max_failures_per_ip", Some(6)),
+            ("auth.cache_ttl", Some(7)),
+            ("listen.smtp.0", Some(9)),
+        ],
+        "{e:?}"
+    );
+    assert!(e[0].message.contains("invalid type"), "{e:?}");
 }
 
 #[test]

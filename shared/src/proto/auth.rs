@@ -14,15 +14,18 @@ use tokio::sync::Mutex;
 pub const SERVICE: &str = "postern-auth";
 /// A different major version cannot talk to us at all.
 pub const VERSION_MAJOR: u32 = 1;
-/// Minor versions add optional fields only.
+/// Informational (logged on a mismatch). Frames are strict on both sides
+/// (`deny_unknown_fields`), so any change to a frame's fields bumps [`VERSION_MAJOR`]; the
+/// supervisor refuses to start children of another version anyway.
 pub const VERSION_MINOR: u32 = 0;
 /// Longest frame either side accepts, newline included. A larger one closes the connection.
 pub const MAX_FRAME: usize = 16 * 1024;
 /// How long a client waits for any reply; a verification may include a throttle delay.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The first frame of each side. Not `deny_unknown_fields`: whatever a future version adds
+/// here, an old peer must still be able to read the version and say what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Hello {
     pub service: String,
     pub version: u32,

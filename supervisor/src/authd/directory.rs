@@ -6,7 +6,25 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use shared::config::slice::AuthSlice;
+use shared::passwd::Scheme;
 use shared::users::{Directory, parse_aliases, parse_users};
+
+/// The scheme most users have (SHA512-CRYPT, the default, when there are none).
+fn most_common_scheme(directory: &Directory) -> Scheme {
+    let mut counts: Vec<(Scheme, usize)> = Vec::new();
+    for user in directory.users.iter() {
+        let scheme = user.password.scheme();
+        match counts.iter_mut().find(|(s, _)| *s == scheme) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((scheme, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(s, _)| s)
+        .unwrap_or(Scheme::Sha512Crypt)
+}
 
 /// What identifies a version of a file: (inode, size, mtime ns, ctime ns), or absent.
 type Stamp = Option<(u64, u64, i64, i64)>;
@@ -24,6 +42,8 @@ fn stamp(path: &Path) -> Stamp {
 
 pub struct Watched {
     current: Mutex<Arc<Directory>>,
+    /// The most common password scheme of the users file (for unknown users' dummy hash).
+    common: Mutex<Scheme>,
     stamps: Mutex<(Stamp, Stamp)>,
 }
 
@@ -71,9 +91,14 @@ impl Watched {
             "users and aliases loaded"
         );
         Ok(Watched {
+            common: Mutex::new(most_common_scheme(&directory)),
             current: Mutex::new(Arc::new(directory)),
             stamps: Mutex::new(stamps),
         })
+    }
+
+    pub fn common_scheme(&self) -> Scheme {
+        *self.common.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn current(&self) -> Arc<Directory> {
@@ -101,6 +126,8 @@ impl Watched {
                     users = directory.users.len(),
                     "users and aliases reloaded"
                 );
+                *self.common.lock().unwrap_or_else(|p| p.into_inner()) =
+                    most_common_scheme(&directory);
                 *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
             }
             Err(errors) => {

@@ -7,13 +7,14 @@ mod cache;
 mod directory;
 mod throttle;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shared::config::slice::AuthSlice;
 use shared::daemon::{Context, Sessions, Shutdown};
 use shared::listen::Listener;
-use shared::passwd::StoredPassword;
+use shared::passwd::{Scheme, StoredPassword};
 use shared::proto::auth::{
     Hello, Recipient, Request, Response, TempReason, VerifyOutcome, encode, read_frame,
 };
@@ -26,6 +27,8 @@ use self::throttle::{Throttle, Verdict};
 
 /// How long a peer may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle connection is closed after this long (the daemons' pools reconnect on demand).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
 
@@ -35,9 +38,10 @@ pub struct Authd {
     directory: Watched,
     cache: Mutex<Cache>,
     throttle: Mutex<Throttle>,
-    /// Verified against when the user does not exist, so that a wrong user name costs the
-    /// same time as a wrong password.
-    dummy: StoredPassword,
+    /// Per scheme, a hash verified against when the user does not exist, so that a wrong
+    /// user name costs about the time of a wrong password (the users file's most common
+    /// scheme is used).
+    dummies: Mutex<HashMap<Scheme, StoredPassword>>,
 }
 
 /// The skeleton's entry point for the `authd` role.
@@ -63,14 +67,11 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
 impl Authd {
     pub fn new(slice: AuthSlice, domains: &[String]) -> anyhow::Result<Authd> {
         let directory = Watched::load(&slice, domains)?;
-        let dummy =
-            shared::passwd::hash_password(shared::passwd::Scheme::Sha512Crypt, b"postern-dummy")
-                .map_err(|e| anyhow::anyhow!("cannot make the dummy hash: {e}"))?;
         Ok(Authd {
             cache: Mutex::new(Cache::new(slice.settings.cache_ttl)),
             throttle: Mutex::new(Throttle::new(slice.settings.clone())),
             directory,
-            dummy,
+            dummies: Mutex::new(HashMap::new()),
             slice,
         })
     }
@@ -153,7 +154,14 @@ async fn connection(authd: Arc<Authd>, stream: UnixStream) {
         return;
     }
     loop {
-        let frame = match read_frame(&mut reader).await {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut reader)).await {
+            Err(_) => {
+                tracing::debug!(uid, "idle auth connection closed");
+                return;
+            }
+            Ok(read) => read,
+        };
+        let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => return,
             Err(e) => {
@@ -209,6 +217,18 @@ impl Authd {
         }
     }
 
+    /// The dummy hash of `scheme`, made on first use (`None` only if the system's random
+    /// source fails; the answer is a failure either way).
+    fn dummy(&self, scheme: Scheme) -> Option<StoredPassword> {
+        let mut dummies = lock(&self.dummies);
+        if let Some(d) = dummies.get(&scheme) {
+            return Some(d.clone());
+        }
+        let made = shared::passwd::hash_password(scheme, b"postern-dummy-password").ok()?;
+        dummies.insert(scheme, made.clone());
+        Some(made)
+    }
+
     async fn verify(
         self: &Arc<Self>,
         username: &str,
@@ -218,13 +238,15 @@ impl Authd {
     ) -> VerifyOutcome {
         let now = Instant::now();
         let remote = ip.map(|i| i.to_string()).unwrap_or_default();
-        let verdict = lock(&self.throttle).check(ip, username, now);
-        if let Verdict::Blocked { by } = verdict {
-            tracing::warn!(event = "auth.throttled", user = ?username, remote, service, by, "too many failed logins; refusing for now");
-            return VerifyOutcome::TempFail {
-                reason: TempReason::Throttled,
-            };
-        }
+        let attempt = match lock(&self.throttle).begin(ip, username, now) {
+            Ok(a) => a,
+            Err(Verdict::Blocked { by }) => {
+                tracing::warn!(event = "auth.throttled", user = ?username, remote, service, by, "too many failed logins; refusing for now");
+                return VerifyOutcome::TempFail {
+                    reason: TempReason::Throttled,
+                };
+            }
+        };
         let directory = self.directory.current();
         let entry = directory
             .users
@@ -233,20 +255,23 @@ impl Authd {
         if let Some((user, stored)) = &entry
             && lock(&self.cache).hit(&user.to_lowercase(), &stored.to_field(), secret, now)
         {
-            lock(&self.throttle).succeed(username);
+            lock(&self.throttle).succeed(attempt);
             tracing::info!(event = "auth.ok", user = %user, remote, service, cached = true, "login");
             return VerifyOutcome::Ok { user: user.clone() };
         }
-        let stored = entry
-            .as_ref()
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| self.dummy.clone());
+        let stored = match &entry {
+            Some((_, s)) => Some(s.clone()),
+            None => self.dummy(self.directory.common_scheme()),
+        };
         let secret_owned = secret.to_string();
-        let matched =
-            tokio::task::spawn_blocking(move || stored.verify(secret_owned.as_bytes())).await;
+        let matched = tokio::task::spawn_blocking(move || {
+            stored.is_some_and(|s| s.verify(secret_owned.as_bytes()))
+        })
+        .await;
         let matched = match matched {
             Ok(m) => m && entry.is_some(),
             Err(e) => {
+                lock(&self.throttle).cancel(attempt);
                 tracing::error!(event = "auth.tempfail", error = %e, "verification task failed");
                 return VerifyOutcome::TempFail {
                     reason: TempReason::Internal,
@@ -260,11 +285,11 @@ impl Authd {
                 secret,
                 Instant::now(),
             );
-            lock(&self.throttle).succeed(username);
+            lock(&self.throttle).succeed(attempt);
             tracing::info!(event = "auth.ok", user = %user, remote, service, cached = false, "login");
             return VerifyOutcome::Ok { user: user.clone() };
         }
-        let (failures, delay) = lock(&self.throttle).fail(ip, username, Instant::now());
+        let (failures, delay) = lock(&self.throttle).fail(&attempt, Instant::now());
         tracing::warn!(
             event = "auth.fail",
             user = ?username,

@@ -13,13 +13,11 @@ use shared::config::AuthSettings;
 /// an attacker rotating addresses or user names).
 const MAX_KEYS: usize = 100_000;
 
+/// Why an attempt was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed,
-    /// Over a limit: `by` says which.
-    Blocked {
-        by: &'static str,
-    },
+    /// Over a limit: `by` says which ("ip" or "user").
+    Blocked { by: &'static str },
 }
 
 pub struct Throttle {
@@ -76,32 +74,43 @@ impl Throttle {
         }
     }
 
-    /// May this attempt proceed at all?
-    pub fn check(&mut self, ip: Option<IpAddr>, user: &str, now: Instant) -> Verdict {
+    /// Starts an attempt: refused when the address or the user is over its limit, else
+    /// counted as a failure right away, so that concurrent guesses cannot exceed the limits
+    /// while their hashes are being checked. [`Throttle::succeed`] takes it back.
+    pub fn begin(
+        &mut self,
+        ip: Option<IpAddr>,
+        user: &str,
+        now: Instant,
+    ) -> Result<Attempt, Verdict> {
         let window = self.settings.fail_window;
+        let user = user.to_lowercase();
         if let Some(ip) = ip
             && Self::count(&mut self.by_ip, &ip_key(ip), now, window)
                 >= self.settings.max_failures_per_ip
         {
-            return Verdict::Blocked { by: "ip" };
+            return Err(Verdict::Blocked { by: "ip" });
         }
-        let user = user.to_lowercase();
         if Self::count(&mut self.by_user, &user, now, window) >= self.settings.max_failures_per_user
         {
-            return Verdict::Blocked { by: "user" };
+            return Err(Verdict::Blocked { by: "user" });
         }
-        Verdict::Allowed
+        if let Some(ip) = ip {
+            record(&mut self.by_ip, ip_key(ip), now, window);
+        }
+        record(&mut self.by_user, user.clone(), now, window);
+        Ok(Attempt { ip, user, at: now })
     }
 
-    /// Records a failure; returns the failures now counted (the larger of address and user)
-    /// and the delay the caller must wait before answering.
-    pub fn fail(&mut self, ip: Option<IpAddr>, user: &str, now: Instant) -> (u32, Duration) {
+    /// The attempt failed: it stays counted. Returns the failures now counted (the larger of
+    /// address and user) and the delay the caller must wait before answering.
+    pub fn fail(&mut self, attempt: &Attempt, now: Instant) -> (u32, Duration) {
         let window = self.settings.fail_window;
         let mut worst = 0;
-        if let Some(ip) = ip {
-            worst = record(&mut self.by_ip, ip_key(ip), now, window);
+        if let Some(ip) = attempt.ip {
+            worst = Self::count(&mut self.by_ip, &ip_key(ip), now, window);
         }
-        worst = worst.max(record(&mut self.by_user, user.to_lowercase(), now, window));
+        worst = worst.max(Self::count(&mut self.by_user, &attempt.user, now, window));
         let exponent = worst.saturating_sub(1).min(20);
         let delay = self
             .settings
@@ -111,11 +120,38 @@ impl Throttle {
         (worst, delay)
     }
 
-    /// A success clears the user's failures (not the address's: one good password from an
-    /// address does not excuse a spray of guesses from it).
-    pub fn succeed(&mut self, user: &str) {
-        self.by_user.remove(&user.to_lowercase());
+    /// The attempt succeeded: it is taken back, and the user's failures are cleared (not the
+    /// address's: one good password from an address does not excuse a spray of guesses).
+    pub fn succeed(&mut self, attempt: Attempt) {
+        self.cancel_ip(&attempt);
+        self.by_user.remove(&attempt.user);
     }
+
+    /// The attempt could not be decided (internal error): taken back, nothing else changes.
+    pub fn cancel(&mut self, attempt: Attempt) {
+        self.cancel_ip(&attempt);
+        if let Some(times) = self.by_user.get_mut(&attempt.user)
+            && let Some(i) = times.iter().position(|t| *t == attempt.at)
+        {
+            times.remove(i);
+        }
+    }
+
+    fn cancel_ip(&mut self, attempt: &Attempt) {
+        if let Some(ip) = attempt.ip
+            && let Some(times) = self.by_ip.get_mut(&ip_key(ip))
+            && let Some(i) = times.iter().position(|t| *t == attempt.at)
+        {
+            times.remove(i);
+        }
+    }
+}
+
+/// A verification in progress (see [`Throttle::begin`]).
+pub struct Attempt {
+    ip: Option<IpAddr>,
+    user: String,
+    at: Instant,
 }
 
 fn record<K: std::hash::Hash + Eq + Clone>(
@@ -161,13 +197,31 @@ mod tests {
         }
     }
 
+    fn fail(
+        t: &mut Throttle,
+        ip: Option<IpAddr>,
+        user: &str,
+        now: Instant,
+    ) -> Result<(u32, Duration), Verdict> {
+        let a = t.begin(ip, user, now)?;
+        Ok(t.fail(&a, now))
+    }
+
     #[test]
     fn delay_doubles_up_to_the_cap() {
-        let mut t = Throttle::new(settings());
+        let mut t = Throttle::new(AuthSettings {
+            max_failures_per_ip: 50,
+            ..settings()
+        });
         let now = Instant::now();
         let ip = Some("192.0.2.1".parse().unwrap());
         let delays: Vec<u128> = (0..5)
-            .map(|i| t.fail(ip, &format!("u{i}"), now).1.as_millis())
+            .map(|i| {
+                fail(&mut t, ip, &format!("u{i}"), now)
+                    .unwrap()
+                    .1
+                    .as_millis()
+            })
             .collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 1000]);
     }
@@ -178,17 +232,36 @@ mod tests {
         let now = Instant::now();
         let ip = Some("192.0.2.1".parse().unwrap());
         for _ in 0..3 {
-            assert_eq!(t.check(ip, "a@x", now), Verdict::Allowed);
-            t.fail(ip, "a@x", now);
+            fail(&mut t, ip, "a@x", now).unwrap();
         }
-        assert_eq!(t.check(ip, "A@X", now), Verdict::Blocked { by: "user" });
+        assert_eq!(
+            t.begin(ip, "A@X", now).err(),
+            Some(Verdict::Blocked { by: "user" })
+        );
         // Another user from the same address is fine until the address limit.
-        assert_eq!(t.check(ip, "b@x", now), Verdict::Allowed);
-        t.fail(ip, "b@x", now);
-        t.fail(ip, "c@x", now);
-        assert_eq!(t.check(ip, "d@x", now), Verdict::Blocked { by: "ip" });
+        fail(&mut t, ip, "b@x", now).unwrap();
+        fail(&mut t, ip, "c@x", now).unwrap();
+        assert_eq!(
+            t.begin(ip, "d@x", now).err(),
+            Some(Verdict::Blocked { by: "ip" })
+        );
         let later = now + Duration::from_secs(61);
-        assert_eq!(t.check(ip, "a@x", later), Verdict::Allowed);
+        assert!(t.begin(ip, "a@x", later).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_count_before_they_finish() {
+        let mut t = Throttle::new(settings());
+        let now = Instant::now();
+        let in_flight: Vec<Attempt> = (0..3).map(|_| t.begin(None, "a@x", now).unwrap()).collect();
+        assert_eq!(
+            t.begin(None, "a@x", now).err(),
+            Some(Verdict::Blocked { by: "user" })
+        );
+        for a in in_flight {
+            t.cancel(a);
+        }
+        assert!(t.begin(None, "a@x", now).is_ok());
     }
 
     #[test]
@@ -197,16 +270,17 @@ mod tests {
         let now = Instant::now();
         for i in 1..=5 {
             let ip: IpAddr = format!("2001:db8::{i}").parse().unwrap();
-            t.fail(Some(ip), &format!("u{i}"), now);
+            fail(&mut t, Some(ip), &format!("u{i}"), now).unwrap();
         }
         let other: IpAddr = "2001:db8::ffff".parse().unwrap();
         assert_eq!(
-            t.check(Some(other), "z", now),
-            Verdict::Blocked { by: "ip" }
+            t.begin(Some(other), "z", now).err(),
+            Some(Verdict::Blocked { by: "ip" })
         );
-        t.fail(None, "a@x", now);
-        t.fail(None, "a@x", now);
-        t.succeed("a@x");
-        assert_eq!(t.fail(None, "a@x", now).0, 1);
+        fail(&mut t, None, "a@x", now).unwrap();
+        fail(&mut t, None, "a@x", now).unwrap();
+        let ok = t.begin(None, "a@x", now).unwrap();
+        t.succeed(ok);
+        assert_eq!(fail(&mut t, None, "a@x", now).unwrap().0, 1);
     }
 }
