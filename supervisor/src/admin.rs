@@ -229,11 +229,7 @@ pub fn user_del(config: &Config, address: &str) -> anyhow::Result<()> {
 
 pub fn user_list(config: &Config, domain: Option<&str>) -> anyhow::Result<()> {
     let path = &config.users_file;
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => bail!("{}: {e}", path.display()),
-    };
+    let text = read_optional(path)?;
     let parsed = parse_users(path, &text);
     for e in &parsed.errors {
         eprintln!("error: {e}");
@@ -251,6 +247,15 @@ pub fn user_list(config: &Config, domain: Option<&str>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A file that may not exist yet (it reads as empty).
+fn read_optional(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => bail!("{}: {e}", path.display()),
+    }
 }
 
 /// `alias@domain` (local) or `@domain` (catch-all).
@@ -342,11 +347,7 @@ pub fn alias_del(config: &Config, alias: &str, targets: &[String]) -> anyhow::Re
 
 pub fn alias_list(config: &Config) -> anyhow::Result<()> {
     let path = &config.aliases_file;
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => bail!("{}: {e}", path.display()),
-    };
+    let text = read_optional(path)?;
     let parsed = parse_aliases(path, &text);
     for e in &parsed.errors {
         eprintln!("error: {e}");

@@ -133,32 +133,31 @@ fn check_access(config: &Config, found: &Inspection) -> Vec<String> {
 fn unsearchable_ancestor(path: &Path, uid: Uid, gid: Gid) -> Option<PathBuf> {
     path.ancestors().skip(1).find_map(|dir| {
         let meta = std::fs::metadata(dir).ok()?;
-        let mode = meta.permissions().mode();
-        let ok = if meta.uid() == uid.as_raw() {
-            mode & 0o100 != 0
-        } else if meta.gid() == gid.as_raw() {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        };
-        (!ok).then(|| dir.to_path_buf())
+        (!permits(&meta, uid, gid, 0o1)).then(|| dir.to_path_buf())
     })
+}
+
+/// Whether the permission bits `bits` (4 read, 2 write, 1 execute/search) are granted to
+/// `uid`/`gid` with no supplementary groups: the owner class if it owns the file, else the
+/// group class if in its group, else the others class (chmod(1)).
+fn permits(meta: &std::fs::Metadata, uid: Uid, gid: Gid, bits: u32) -> bool {
+    let mode = meta.permissions().mode();
+    let class = if meta.uid() == uid.as_raw() {
+        mode >> 6
+    } else if meta.gid() == gid.as_raw() {
+        mode >> 3
+    } else {
+        mode
+    };
+    class & bits == bits
 }
 
 /// The users file holds password hashes: authd must be able to read it.
 fn users_file_unreadable(config: &Config, uid: Uid, gid: Gid) -> Option<String> {
     let path = &config.users_file;
     let meta = std::fs::metadata(path).ok()?;
-    let mode = meta.permissions().mode();
-    let readable = if meta.uid() == uid.as_raw() {
-        mode & 0o400 != 0
-    } else if meta.gid() == gid.as_raw() {
-        mode & 0o040 != 0
-    } else {
-        mode & 0o004 != 0
-    };
     let name = &config.service_users.auth;
-    (!readable).then(|| {
+    (!permits(&meta, uid, gid, 0o4)).then(|| {
         format!(
             "{}: authd (user {name}) cannot read it: chown root:{name} {p} && chmod 0640 {p}",
             path.display(),
