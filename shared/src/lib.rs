@@ -10,5 +10,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod daemon;
 pub mod listen;
 pub mod logging;
+pub mod maildir;
 pub mod proto;
+pub mod smtp;
 pub mod tls;
