@@ -8,6 +8,7 @@ pub mod users;
 /// The version every process of one installation must share (checked at child start).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod daemon;
+pub mod date;
 pub mod listen;
 pub mod logging;
 pub mod maildir;

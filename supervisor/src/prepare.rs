@@ -494,6 +494,7 @@ pub fn plan_children(
                     })
                 }
                 Role::Mta => {
+                    slice.mta = Some(config.mta.clone());
                     slice.tls = tls.cloned();
                     slice.relay = config.relay.as_ref().map(|r| RelaySlice {
                         host: r.host.clone(),

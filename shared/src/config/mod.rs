@@ -141,6 +141,7 @@ pub struct Config {
     pub listen: Vec<(ListenerName, Vec<SocketAddr>)>,
     pub relay: Option<RelayConfig>,
     pub limits: Limits,
+    pub mta: MtaSettings,
     pub service_users: ServiceUsers,
     pub auth: AuthSettings,
     pub supervisor: SupervisorSettings,
@@ -204,6 +205,28 @@ pub struct RelayConfig {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub message_size: u64,
+    pub recipients: u32,
+    pub errors: u32,
+    pub commands_before_mail: u32,
+    pub idle_timeout: Duration,
+    pub connections_per_ip: u32,
+    pub connections: u32,
+}
+
+/// How postern-mta behaves (its slice carries it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MtaSettings {
+    pub restrict_sender: bool,
+    pub delivery: DeliveryTarget,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Where local mail goes by LMTP.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DeliveryTarget {
+    Unix(PathBuf),
+    Tcp(String),
 }
 
 #[derive(Debug, Clone)]

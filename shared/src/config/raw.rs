@@ -28,6 +28,8 @@ pub struct RawConfig {
     /// Optional smarthost; absent means direct MX delivery.
     pub relay: Option<RawRelay>,
     pub limits: RawLimits,
+    pub submission: RawSubmission,
+    pub queue: RawQueue,
     pub service_users: RawServiceUsers,
     pub auth: RawAuth,
     pub supervisor: RawSupervisor,
@@ -47,6 +49,8 @@ impl Default for RawConfig {
             listen: RawListen::default(),
             relay: None,
             limits: RawLimits::default(),
+            submission: RawSubmission::default(),
+            queue: RawQueue::default(),
             service_users: RawServiceUsers::default(),
             auth: RawAuth::default(),
             supervisor: RawSupervisor::default(),
@@ -143,12 +147,70 @@ impl Default for RawRelay {
 pub struct RawLimits {
     /// Largest message accepted, in bytes (announced with SIZE, RFC 1870).
     pub message_size: u64,
+    /// Recipients per message; more get `452 4.5.3` (RFC 5321 §4.5.3.1.10).
+    pub recipients: u32,
+    /// Bad commands in one session before it is closed with `421`.
+    pub errors: u32,
+    /// Commands before MAIL FROM (or between transactions) before the session is closed.
+    pub commands_before_mail: u32,
+    /// How long a client may stay silent (RFC 5321 §4.5.3.2 asks for at least 5 minutes).
+    pub idle_timeout: String,
+    /// Simultaneous SMTP connections from one IP address.
+    pub connections_per_ip: u32,
+    /// Simultaneous SMTP connections in total.
+    pub connections: u32,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             message_size: 25 * 1024 * 1024,
+            recipients: 1000,
+            errors: 20,
+            commands_before_mail: 100,
+            idle_timeout: "5m".into(),
+            connections_per_ip: 20,
+            connections: 500,
+        }
+    }
+}
+
+/// Submission (587, 465).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawSubmission {
+    /// A submitter may use as MAIL FROM only its own address or one of its aliases
+    /// (`553 5.7.1` otherwise), like Postfix's reject_sender_login_mismatch.
+    pub restrict_sender: bool,
+}
+
+impl Default for RawSubmission {
+    fn default() -> Self {
+        RawSubmission {
+            restrict_sender: true,
+        }
+    }
+}
+
+/// The queue of postern-mta.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawQueue {
+    /// Where local mail is handed over by LMTP: empty for Postern's own MDA, else
+    /// "unix:/path/to/socket" or "host:port" (e.g. a Dovecot LMTP).
+    pub delivery: String,
+    /// First delay before retrying a delivery that failed temporarily; doubles up to
+    /// `retry_max`.
+    pub retry_min: String,
+    pub retry_max: String,
+}
+
+impl Default for RawQueue {
+    fn default() -> Self {
+        RawQueue {
+            delivery: String::new(),
+            retry_min: "1m".into(),
+            retry_max: "1h".into(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct DaemonSlice {
     pub auth: Option<AuthSlice>,
     /// postern-mta only, when a relay host is configured.
     pub relay: Option<RelaySlice>,
+    /// postern-mta only.
+    pub mta: Option<super::MtaSettings>,
 }
 
 impl std::fmt::Debug for DaemonSlice {
@@ -81,6 +83,7 @@ impl DaemonSlice {
             tls: None,
             auth: None,
             relay: None,
+            mta: None,
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AuthSettings, Config, ConfigError, Limits, ListenerName, Locator, RelayConfig, ServiceUsers,
-    SupervisorSettings, TlsConfig, parse_duration,
+    AuthSettings, Config, ConfigError, DeliveryTarget, Limits, ListenerName, Locator, MtaSettings,
+    RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig, parse_duration,
 };
 
 /// The longest `sun_path` of a Unix socket, less room for `/notify.sock` (unix(7)).
@@ -171,6 +171,56 @@ pub fn validate(
     }
     let limits = Limits {
         message_size: raw.limits.message_size,
+        recipients: raw.limits.recipients,
+        errors: raw.limits.errors,
+        commands_before_mail: raw.limits.commands_before_mail,
+        idle_timeout: c.duration("limits.idle_timeout", &raw.limits.idle_timeout),
+        connections_per_ip: raw.limits.connections_per_ip,
+        connections: raw.limits.connections,
+    };
+    for (key, n) in [
+        ("limits.recipients", limits.recipients),
+        ("limits.errors", limits.errors),
+        ("limits.commands_before_mail", limits.commands_before_mail),
+        ("limits.connections_per_ip", limits.connections_per_ip),
+        ("limits.connections", limits.connections),
+    ] {
+        if n == 0 {
+            c.error(key, "must be at least 1", None);
+        }
+    }
+    if limits.idle_timeout < Duration::from_secs(1) {
+        c.error(
+            "limits.idle_timeout",
+            "must be at least 1s",
+            Some("RFC 5321 §4.5.3.2 asks for 5 minutes: \"5m\"".into()),
+        );
+    }
+    let delivery = match raw.queue.delivery.as_str() {
+        "" => DeliveryTarget::Unix(runtime_dir.join("lmtp.sock")),
+        other => match other.strip_prefix("unix:") {
+            Some(path) => DeliveryTarget::Unix(c.path("queue.delivery", path)),
+            None if other
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+            {
+                DeliveryTarget::Tcp(other.to_string())
+            }
+            None => {
+                c.error(
+                    "queue.delivery",
+                    format!("{other:?} is neither unix:/path nor host:port"),
+                    Some("leave it empty for Postern's own MDA".into()),
+                );
+                DeliveryTarget::Tcp(String::new())
+            }
+        },
+    };
+    let mta = MtaSettings {
+        restrict_sender: raw.submission.restrict_sender,
+        delivery,
+        retry_min: c.duration("queue.retry_min", &raw.queue.retry_min),
+        retry_max: c.duration("queue.retry_max", &raw.queue.retry_max),
     };
 
     let mut users = Vec::new();
@@ -260,6 +310,7 @@ pub fn validate(
         listen,
         relay,
         limits,
+        mta,
         service_users,
         auth,
         supervisor,

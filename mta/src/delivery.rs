@@ -1,0 +1,327 @@
+//! The queue manager (ARCHITECTURE §6 step 3): local recipients are handed to the MDA (or the
+//! configured LMTP target) over LMTP; a 4xx keeps them queued with back-off, a 5xx is logged
+//! and kept for the bounce work of the outbound issue; remote recipients wait for the outbound
+//! issue. On start everything queued is picked up again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::config::DeliveryTarget;
+use shared::daemon::{AnyStream, Shutdown};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::queue::{Queue, RcptState, Status, Stored};
+
+/// Deliveries running at once.
+const CONCURRENCY: usize = 16;
+/// Longest wait for an LMTP reply (RFC 5321 §4.5.3.2 gives 10 minutes for the final one).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct Manager {
+    pub queue: Arc<Queue>,
+    pub target: DeliveryTarget,
+    pub hostname: String,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Runs until shutdown: delivers what `incoming` announces and what is due for a retry.
+pub async fn run(
+    manager: Arc<Manager>,
+    mut incoming: mpsc::UnboundedReceiver<String>,
+    mut shutdown: Shutdown,
+) {
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(String, Duration)>();
+    let mut due: BTreeMap<Instant, Vec<String>> = BTreeMap::new();
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    // Recovery: whatever was accepted before a stop or a crash is delivered now.
+    let queue = manager.queue.clone();
+    match tokio::task::spawn_blocking(move || queue.list()).await {
+        Ok(Ok(ids)) => {
+            if !ids.is_empty() {
+                tracing::info!(
+                    event = "queue.recovered",
+                    messages = ids.len(),
+                    "delivering queued messages"
+                );
+            }
+            due.entry(Instant::now()).or_default().extend(ids);
+        }
+        other => tracing::error!(
+            event = "queue.scan_failed",
+            "cannot list the queue: {other:?}"
+        ),
+    }
+    loop {
+        let now = Instant::now();
+        let ready: Vec<Instant> = due.range(..=now).map(|(t, _)| *t).collect();
+        for t in ready {
+            for id in due.remove(&t).unwrap_or_default() {
+                start(&manager, &permits, &retry_tx, id);
+            }
+        }
+        let next = due
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(now + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            Some(id) = incoming.recv() => start(&manager, &permits, &retry_tx, id),
+            Some((id, after)) = retry_rx.recv() => due.entry(Instant::now() + after).or_default().push(id),
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    }
+}
+
+fn start(
+    manager: &Arc<Manager>,
+    permits: &Arc<Semaphore>,
+    retry: &mpsc::UnboundedSender<(String, Duration)>,
+    id: String,
+) {
+    let (manager, permits, retry) = (manager.clone(), permits.clone(), retry.clone());
+    tokio::spawn(async move {
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
+        if let Some(after) = deliver_one(&manager, &id).await {
+            let _ = retry.send((id, after));
+        }
+    });
+}
+
+/// Delivers the local recipients of one message; returns when to try again, if needed.
+async fn deliver_one(manager: &Manager, id: &str) -> Option<Duration> {
+    let queue = manager.queue.clone();
+    let owned = id.to_string();
+    let loaded = tokio::task::spawn_blocking(move || queue.load(&owned)).await;
+    let (stored, body, mut status) = match loaded {
+        Ok(Ok(l)) => l,
+        other => {
+            tracing::error!(
+                event = "queue.load_failed",
+                id,
+                "cannot read queued message: {other:?}"
+            );
+            return Some(manager.retry_max);
+        }
+    };
+    let pending: Vec<usize> = (0..stored.envelope.recipients.len())
+        .filter(|&i| {
+            stored.envelope.recipients[i].local
+                && status.recipients.get(i) == Some(&RcptState::Pending)
+        })
+        .collect();
+    if !pending.is_empty() {
+        status.attempts += 1;
+        match lmtp_deliver(manager, &stored, &body, &pending).await {
+            Ok(replies) => record(&stored, &mut status, &pending, &replies),
+            Err(e) => {
+                tracing::warn!(event = "queue.deferred", id, error = %e, "LMTP delivery failed; will retry")
+            }
+        }
+    }
+    let remote_pending = stored
+        .envelope
+        .recipients
+        .iter()
+        .zip(&status.recipients)
+        .filter(|(r, s)| !r.local && **s == RcptState::Pending)
+        .count();
+    let local_pending = stored
+        .envelope
+        .recipients
+        .iter()
+        .zip(&status.recipients)
+        .any(|(r, s)| r.local && *s == RcptState::Pending);
+    let all_delivered = status.recipients.iter().all(|s| *s == RcptState::Delivered);
+    let attempts = status.attempts;
+    let queue = manager.queue.clone();
+    let owned = id.to_string();
+    let write = tokio::task::spawn_blocking(move || {
+        if all_delivered {
+            queue.remove(&owned)
+        } else {
+            queue.save_status(&owned, &status)
+        }
+    })
+    .await;
+    if !matches!(write, Ok(Ok(()))) {
+        tracing::error!(
+            event = "queue.write_failed",
+            id,
+            "cannot record delivery status: {write:?}"
+        );
+    }
+    if remote_pending > 0 {
+        tracing::info!(
+            event = "queue.remote_pending",
+            id,
+            recipients = remote_pending,
+            "remote recipients stay queued until outbound delivery exists"
+        );
+    }
+    local_pending.then(|| backoff(manager, attempts.saturating_sub(1)))
+}
+
+fn backoff(manager: &Manager, attempts: u32) -> Duration {
+    manager
+        .retry_min
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(manager.retry_max)
+}
+
+fn record(stored: &Stored, status: &mut Status, pending: &[usize], replies: &[(u16, String)]) {
+    for (&i, (code, text)) in pending.iter().zip(replies) {
+        let rcpt = &stored.envelope.recipients[i].address;
+        let state = match code {
+            200..=299 => {
+                tracing::info!(event = "queue.delivered", id = %stored.id, rcpt = %rcpt, "{text}");
+                RcptState::Delivered
+            }
+            500..=599 => {
+                tracing::warn!(event = "queue.failed", id = %stored.id, rcpt = %rcpt, "{text}");
+                RcptState::Failed {
+                    reply: text.clone(),
+                }
+            }
+            _ => {
+                tracing::info!(event = "queue.deferred", id = %stored.id, rcpt = %rcpt, "{text}");
+                RcptState::Pending
+            }
+        };
+        if let Some(slot) = status.recipients.get_mut(i) {
+            *slot = state;
+        }
+    }
+}
+
+/// One LMTP transaction (RFC 2033) for the pending recipients; a (code, text) per recipient.
+async fn lmtp_deliver(
+    manager: &Manager,
+    stored: &Stored,
+    body: &[u8],
+    pending: &[usize],
+) -> std::io::Result<Vec<(u16, String)>> {
+    let stream: AnyStream = match &manager.target {
+        DeliveryTarget::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+        DeliveryTarget::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr.as_str()).await?),
+    };
+    let mut conn = BufReader::new(stream);
+    expect(&mut conn, 220).await?;
+    send(&mut conn, &format!("LHLO {}\r\n", manager.hostname)).await?;
+    expect(&mut conn, 250).await?;
+    let env = &stored.envelope;
+    let mut mail = format!("MAIL FROM:<{}>", env.sender);
+    if env.body_8bit {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if env.smtputf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    send(&mut conn, &format!("{mail}\r\n")).await?;
+    expect(&mut conn, 250).await?;
+    let mut results: Vec<Option<(u16, String)>> = Vec::new();
+    for &i in pending {
+        send(
+            &mut conn,
+            &format!("RCPT TO:<{}>\r\n", env.recipients[i].address),
+        )
+        .await?;
+        let (code, text) = reply(&mut conn).await?;
+        results.push((code >= 300).then_some((code, text)));
+    }
+    if results.iter().any(Option::is_none) {
+        send(&mut conn, "DATA\r\n").await?;
+        expect(&mut conn, 354).await?;
+        conn.get_mut().write_all(&to_wire(body)).await?;
+        for slot in results.iter_mut().filter(|r| r.is_none()) {
+            *slot = Some(reply(&mut conn).await?);
+        }
+    }
+    let _ = send(&mut conn, "QUIT\r\n").await;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or((451, "no reply".into())))
+        .collect())
+}
+
+/// LF line ends to CRLF, dot-stuffed (RFC 5321 §4.5.2), with the end marker.
+fn to_wire(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 40 + 5);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' {
+            out.extend_from_slice(b"\r\n");
+            line_start = true;
+        } else {
+            out.push(b);
+            line_start = false;
+        }
+    }
+    if !line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+async fn send(conn: &mut BufReader<AnyStream>, line: &str) -> std::io::Result<()> {
+    conn.get_mut().write_all(line.as_bytes()).await
+}
+
+/// Reads a (possibly multi-line) reply: its code and its last line's text.
+async fn reply(conn: &mut BufReader<AnyStream>) -> std::io::Result<(u16, String)> {
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(REPLY_TIMEOUT, conn.read_line(&mut line))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "LMTP reply timeout")
+            })??;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "LMTP server closed",
+            ));
+        }
+        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad LMTP reply {line:?}"),
+            )
+        })?;
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok((code, line.trim_end().to_string()));
+        }
+    }
+}
+
+async fn expect(conn: &mut BufReader<AnyStream>, code: u16) -> std::io::Result<()> {
+    let (got, text) = reply(conn).await?;
+    if got == code {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "LMTP: expected {code}, got {text:?}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_crlf_and_dot_stuffed() {
+        assert_eq!(to_wire(b"a\n.b\n..\n"), b"a\r\n..b\r\n...\r\n.\r\n");
+        assert_eq!(to_wire(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(to_wire(b""), b".\r\n");
+    }
+}

@@ -1,0 +1,308 @@
+//! Drives an SMTP [`Session`] over a TCP connection: line framing with limits, the idle
+//! timeout, STARTTLS (bytes sent before the handshake are discarded, CVE-2011-0411), AUTH
+//! through authd with its delay, lookups, DATA and BDAT, and queueing on a blocking thread.
+//! All protocol decisions are the session's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::proto::auth::{AuthClient, VerifyOutcome};
+use shared::smtp::{DataReceiver, MAX_COMMAND_LINE, Reply, replies};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::queue::Queue;
+use crate::session::{Message, Session, Step};
+
+pub struct Context {
+    pub auth: Arc<AuthClient>,
+    pub queue: Arc<Queue>,
+    pub tls: Option<TlsAcceptor>,
+    pub idle_timeout: Duration,
+    /// Tells the queue manager about a newly queued message.
+    pub queued: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// A plain or TLS connection.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// "TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384", for the log and Received:.
+pub fn describe_tls(stream: &TlsStream<TcpStream>) -> String {
+    let (_, conn) = stream.get_ref();
+    let version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_default();
+    format!(
+        "{} with cipher {cipher}",
+        version.replace("TLSv1_", "TLSv1.")
+    )
+}
+
+enum Input {
+    Complete(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+struct Conn {
+    stream: Stream,
+    buf: Vec<u8>,
+    idle: Duration,
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "idle timeout")
+}
+
+impl Conn {
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(self.idle, self.stream.read(&mut chunk))
+            .await
+            .map_err(|_| timed_out())??;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    async fn line(&mut self) -> std::io::Result<Input> {
+        let mut too_long = false;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Ok(if too_long || line.len() > MAX_COMMAND_LINE {
+                    Input::TooLong
+                } else {
+                    Input::Complete(line)
+                });
+            }
+            if self.buf.len() > MAX_COMMAND_LINE {
+                too_long = true;
+                self.buf.clear();
+            }
+            if self.fill().await? == 0 {
+                return Ok(Input::Eof);
+            }
+        }
+    }
+
+    async fn write(&mut self, reply: &Reply) -> std::io::Result<()> {
+        self.stream.write_all(&reply.to_bytes()).await
+    }
+
+    async fn receive_data(&mut self, max_size: u64) -> std::io::Result<Option<DataReceiver>> {
+        let mut receiver = DataReceiver::new(max_size);
+        loop {
+            let used = receiver.feed(&self.buf);
+            self.buf.drain(..used);
+            if receiver.is_done() {
+                return Ok(Some(receiver));
+            }
+            if self.fill().await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Exactly `size` octets (a BDAT chunk); `None` at EOF. Octets past the session's limit
+    /// are read and dropped by the caller's session.
+    async fn receive_chunk(&mut self, size: usize) -> std::io::Result<Option<Vec<u8>>> {
+        while self.buf.len() < size {
+            if self.fill().await? == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf.drain(..size).collect()))
+    }
+}
+
+/// Serves one connection until QUIT, EOF, timeout or an error limit.
+pub async fn run(stream: Stream, mut session: Session, ctx: Arc<Context>) -> std::io::Result<()> {
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        idle: ctx.idle_timeout,
+    };
+    conn.write(&session.greeting()).await?;
+    loop {
+        let line = match conn.line().await {
+            Ok(Input::Complete(l)) => l,
+            Ok(Input::TooLong) => {
+                conn.write(&replies::LINE_TOO_LONG).await?;
+                continue;
+            }
+            Ok(Input::Eof) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                let _ = conn.write(&replies::TIMEOUT).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut step = session.command(&line);
+        // Some steps lead to further steps (a chunk refused, a message to queue).
+        loop {
+            step = match step {
+                Step::Reply(r) => {
+                    conn.write(&r).await?;
+                    break;
+                }
+                Step::Close(r) => {
+                    conn.write(&r).await?;
+                    let _ = conn.stream.shutdown().await;
+                    return Ok(());
+                }
+                Step::StartTls(r) => {
+                    conn.write(&r).await?;
+                    conn = start_tls(conn, &ctx).await?;
+                    let Stream::Tls(tls) = &conn.stream else {
+                        return Ok(());
+                    };
+                    session.tls_started(describe_tls(tls));
+                    break;
+                }
+                Step::Verify {
+                    mechanism,
+                    username,
+                    password,
+                } => {
+                    let remote = session_remote(&session);
+                    let outcome = match ctx
+                        .auth
+                        .verify(mechanism, &username, &password, remote, "smtp")
+                        .await
+                    {
+                        Ok(o) => o,
+                        Err(e) => {
+                            tracing::error!(event = "smtp.auth_unavailable", error = %e, "authd did not answer");
+                            VerifyOutcome::TempFail {
+                                reason: shared::proto::auth::TempReason::Internal,
+                            }
+                        }
+                    };
+                    if let VerifyOutcome::Fail { delay_ms } = outcome {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    }
+                    let reply = session.auth_result(outcome);
+                    if let Some(user) = session.user().map(str::to_string) {
+                        let senders = ctx.auth.sender_addresses(&user).await.unwrap_or_default();
+                        session.set_senders(senders);
+                    }
+                    Step::Reply(reply)
+                }
+                Step::Lookup(address) => match ctx.auth.lookup(&address).await {
+                    Ok(found) => Step::Reply(session.resolved(found)),
+                    Err(e) => {
+                        tracing::error!(event = "smtp.lookup_failed", error = %e, "authd lookup failed");
+                        Step::Reply(session.lookup_failed())
+                    }
+                },
+                Step::ReceiveData(r) => {
+                    conn.write(&r).await?;
+                    let Some(receiver) = conn.receive_data(session.max_size()).await? else {
+                        return Ok(());
+                    };
+                    session.data_received(receiver.finish())
+                }
+                Step::ReceiveChunk { size, last } => {
+                    let Some(chunk) = conn.receive_chunk(size).await? else {
+                        return Ok(());
+                    };
+                    session.chunk_received(&chunk, last)
+                }
+                Step::Queue(message) => Step::Reply(queue(&mut session, message, &ctx).await),
+            };
+        }
+    }
+}
+
+fn session_remote(session: &Session) -> Option<std::net::IpAddr> {
+    Some(session.remote())
+}
+
+/// RFC 3207 §5: whatever the client sent after STARTTLS and before the handshake is dropped.
+async fn start_tls(mut conn: Conn, ctx: &Context) -> std::io::Result<Conn> {
+    conn.buf.clear();
+    let (Stream::Plain(tcp), Some(acceptor)) = (conn.stream, ctx.tls.as_ref()) else {
+        return Err(std::io::Error::other("STARTTLS without TLS material"));
+    };
+    let tls = tokio::time::timeout(conn.idle, acceptor.accept(tcp))
+        .await
+        .map_err(|_| timed_out())??;
+    Ok(Conn {
+        stream: Stream::Tls(Box::new(tls)),
+        buf: Vec::new(),
+        idle: conn.idle,
+    })
+}
+
+async fn queue(session: &mut Session, message: Message, ctx: &Arc<Context>) -> Reply {
+    let queue = ctx.queue.clone();
+    let date = shared::date::now();
+    let sender = message.envelope.sender.clone();
+    let count = message.envelope.recipients.len();
+    let stored = tokio::task::spawn_blocking(move || queue.store(&message, &date)).await;
+    let result = stored.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match &result {
+        Ok(id) => {
+            tracing::info!(event = "smtp.queued", id = %id, sender = ?sender, recipients = count, "message queued");
+            let _ = ctx.queued.send(id.clone());
+        }
+        Err(e) => {
+            tracing::error!(event = "smtp.queue_failed", error = %e, "cannot queue the message")
+        }
+    }
+    session.queued(result)
+}
