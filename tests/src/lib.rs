@@ -41,10 +41,26 @@ pub fn is_root() -> bool {
 
 /// A port free on 127.0.0.1 at the time of asking.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports free on 127.0.0.1 at the time of asking (all held open together while
+/// choosing, so none is handed out twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+fn listener_ports() -> Vec<(&'static str, u16)> {
+    LISTENERS
+        .iter()
+        .copied()
+        .zip(free_ports(LISTENERS.len()))
+        .collect()
 }
 
 pub const LISTENERS: [&str; 7] = [
@@ -75,7 +91,7 @@ impl Setup {
         // Service users must be able to reach runtime_dir and state_dir below it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        let ports = LISTENERS.iter().map(|l| (*l, free_port())).collect();
+        let ports = listener_ports();
         let mut setup = Setup {
             config: dir.path().join("postern.toml"),
             dir,
@@ -227,7 +243,7 @@ impl Server {
                     eprintln!("port clash, starting again: {e}");
                     server.kill_tree();
                     setup = server.take_setup();
-                    setup.ports = LISTENERS.iter().map(|l| (*l, free_port())).collect();
+                    setup.ports = listener_ports();
                     setup.write_config();
                 }
                 Err(e) => panic!("{e}"),
