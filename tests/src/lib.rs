@@ -118,12 +118,18 @@ impl Setup {
         SocketAddr::from(([127, 0, 0, 1], self.port(listener)))
     }
 
-    /// The configuration text this setup writes.
+    /// The configuration text this setup writes. A `[supervisor]` table in `extra` replaces
+    /// the harness's own (quick restarts, short stop timeout).
     pub fn config_text(&self) -> String {
         let mut listen = String::from("[listen]\n");
         for (l, p) in &self.ports {
             listen.push_str(&format!("{l} = [\"127.0.0.1:{p}\"]\n"));
         }
+        let supervisor = if self.extra.contains("[supervisor]") {
+            ""
+        } else {
+            "[supervisor]\nrestart_delay = \"200ms\"\nrestart_delay_max = \"5s\"\nstop_timeout = \"5s\"\n\n"
+        };
         format!(
             "hostname = \"mail.example.test\"\n\
              domains = [\"example.test\", \"example.org\"]\n\
@@ -134,7 +140,7 @@ impl Setup {
              \n[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\nself_signed = true\n\n\
              {listen}\n\
              [service_users]\ncreate_missing = true\n\n\
-             [supervisor]\nrestart_delay = \"200ms\"\nrestart_delay_max = \"5s\"\nstop_timeout = \"5s\"\n\n\
+             {supervisor}\
              {}",
             self.extra
         )
