@@ -115,10 +115,10 @@ fn no_acknowledged_message_is_lost_when_mta_and_mda_are_killed() {
         } else {
             "postern-mda"
         };
-        if let Some((pid, _)) = server.children().into_iter().find(|(_, n)| n == victim) {
-            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                kills += 1;
-            }
+        if let Some((pid, _)) = server.children().into_iter().find(|(_, n)| n == victim)
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+        {
+            kills += 1;
         }
     }
     std::thread::sleep(Duration::from_millis(500));
