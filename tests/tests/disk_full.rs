@@ -60,11 +60,17 @@ fn a_full_disk_answers_4xx_and_mail_flows_again_when_space_returns() {
 
     let (status, out, err) = python(CLIENT, &[&port, "while-full"]);
     assert!(status.success(), "{out}{err}");
-    assert!(out.starts_with("452 4.3.1"), "a full disk must answer 452 4.3.1, got {out}");
+    assert!(
+        out.starts_with("452 4.3.1"),
+        "a full disk must answer 452 4.3.1, got {out}"
+    );
     server.wait_log("cannot queue the message", 0);
     let queue = server.setup().path("state/queue");
     assert!(
-        std::fs::read_dir(&queue).unwrap().flatten().all(|e| e.path().is_dir()),
+        std::fs::read_dir(&queue)
+            .unwrap()
+            .flatten()
+            .all(|e| e.path().is_dir()),
         "a refused message was left in the queue"
     );
 
@@ -74,6 +80,8 @@ fn a_full_disk_answers_4xx_and_mail_flows_again_when_space_returns() {
     assert!(out.starts_with("250 2.0.0"), "{out}");
     let new = server.setup().path("state/mail/example.test/alice/new");
     wait_until("delivery after space returned", || {
-        std::fs::read_dir(&new).map(|d| d.count() == 1).unwrap_or(false)
+        std::fs::read_dir(&new)
+            .map(|d| d.count() == 1)
+            .unwrap_or(false)
     });
 }
