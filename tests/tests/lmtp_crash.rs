@@ -22,6 +22,9 @@ const CLIENTS: usize = 4;
 const KILLS: usize = 25;
 /// Bounds of the test: messages per client, and the whole run.
 const MAX_PER_CLIENT: usize = 2500;
+/// A client's pause between messages: keeps the count bounded (about 1,000 per client over
+/// the kills) without letting the MDA idle for long.
+const PACE: Duration = Duration::from_millis(5);
 const DEADLINE: Duration = Duration::from_secs(45);
 /// One LMTP reply; a connection to a dead MDA ends at once, so this only catches hangs.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,21 +154,33 @@ struct ClientReport {
     unexpected: Vec<String>,
 }
 
-fn run_client(
-    c: usize,
-    socket: PathBuf,
-    stop: Arc<AtomicBool>,
-    acked: Arc<AtomicUsize>,
-) -> ClientReport {
+/// What the clients and the killer share.
+#[derive(Default)]
+struct Progress {
+    /// Set by the killer when it is done: the clients stop.
+    stop: AtomicBool,
+    /// 250s read after DATA, by all clients.
+    acked: AtomicUsize,
+    /// Clients that have stopped.
+    finished: AtomicUsize,
+}
+
+fn run_client(c: usize, socket: PathBuf, progress: Arc<Progress>) -> ClientReport {
+    let report = deliver_until_stopped(c, &socket, &progress);
+    progress.finished.fetch_add(1, Ordering::SeqCst);
+    report
+}
+
+fn deliver_until_stopped(c: usize, socket: &Path, progress: &Progress) -> ClientReport {
     let mut report = ClientReport::default();
     let deadline = Instant::now() + DEADLINE;
     let mut conn: Option<Lmtp> = None;
     let mut n = 0;
     let mut attempted = false;
-    while n < MAX_PER_CLIENT && !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+    while n < MAX_PER_CLIENT && !progress.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
         let lmtp = match conn.as_mut() {
             Some(l) => l,
-            None => match Lmtp::connect(&socket) {
+            None => match Lmtp::connect(socket) {
                 Ok(l) => conn.insert(l),
                 Err(_) => {
                     report.connect_errors += 1;
@@ -179,9 +194,10 @@ fn run_client(
         match lmtp.deliver(&rcpt, &wire) {
             Ok(250) => {
                 report.acked.insert(n);
-                acked.fetch_add(1, Ordering::SeqCst);
+                progress.acked.fetch_add(1, Ordering::SeqCst);
                 n += 1;
                 attempted = false;
+                std::thread::sleep(PACE);
             }
             // 4xx: a temporary failure (e.g. authd unreachable); the same message again.
             Ok(code) if (400..500).contains(&code) => {
@@ -258,12 +274,16 @@ fn wait_new_mda(server: &Server, old: Option<i32>, deadline: Instant) -> i32 {
 }
 
 /// Waits until the clients have had `count` messages acknowledged in all.
-fn wait_acked(server: &Server, acked: &AtomicUsize, count: usize, deadline: Instant) {
-    while acked.load(Ordering::SeqCst) < count {
+fn wait_acked(server: &Server, progress: &Progress, count: usize, deadline: Instant) {
+    while progress.acked.load(Ordering::SeqCst) < count {
+        assert!(
+            progress.finished.load(Ordering::SeqCst) < CLIENTS,
+            "the clients stopped (out of messages or time) before the kills ended"
+        );
         assert!(
             Instant::now() < deadline,
             "deliveries stalled at {} acknowledged:\n{}",
-            acked.load(Ordering::SeqCst),
+            progress.acked.load(Ordering::SeqCst),
             server.log_text()
         );
         std::thread::sleep(Duration::from_millis(5));
@@ -272,15 +292,15 @@ fn wait_acked(server: &Server, acked: &AtomicUsize, count: usize, deadline: Inst
 
 /// Kills the MDA `KILLS` times at random moments, each time after its restart has delivered
 /// something; returns when deliveries flow again after the last kill.
-fn kill_repeatedly(server: &Server, acked: &AtomicUsize, deadline: Instant) {
+fn kill_repeatedly(server: &Server, progress: &Progress, deadline: Instant) {
     let mut rng = Rng::new();
     let mut pid = wait_new_mda(server, None, deadline);
     for _ in 0..KILLS {
         let seen = Instant::now();
-        let before = acked.load(Ordering::SeqCst);
+        let before = progress.acked.load(Ordering::SeqCst);
         std::thread::sleep(KILL_AFTER_MIN + Duration::from_millis(rng.below(KILL_AFTER_RANDOM_MS)));
         // Only a restarted MDA that works is worth killing again.
-        wait_acked(server, acked, before + 1, deadline);
+        wait_acked(server, progress, before + 1, deadline);
         assert!(seen.elapsed() >= KILL_AFTER_MIN);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -289,8 +309,8 @@ fn kill_repeatedly(server: &Server, acked: &AtomicUsize, deadline: Instant) {
         .expect("kill postern-mda");
         pid = wait_new_mda(server, Some(pid), deadline);
     }
-    let after = acked.load(Ordering::SeqCst);
-    wait_acked(server, acked, after + 4 * CLIENTS, deadline);
+    let after = progress.acked.load(Ordering::SeqCst);
+    wait_acked(server, progress, after + 4 * CLIENTS, deadline);
 }
 
 /// Files in a Maildir subdirectory of `user`.
@@ -362,7 +382,7 @@ fn check_maildirs(server: &Server, reports: &[ClientReport]) -> usize {
 
 /// The harness writes `[supervisor]` and `[service_users]` itself and a TOML table cannot be
 /// opened twice, so its values are replaced in the written file.
-fn set_restart_delays(setup: &mut Setup) {
+fn set_restart_delays(setup: &Setup) {
     let old = "[supervisor]\nrestart_delay = \"200ms\"\nrestart_delay_max = \"5s\"\n";
     let new = "[supervisor]\nrestart_delay = \"50ms\"\nrestart_delay_max = \"200ms\"\n";
     let text = setup.config_text();
@@ -377,11 +397,11 @@ fn set_restart_delays(setup: &mut Setup) {
 fn acknowledged_messages_survive_sigkill_of_the_mda() {
     let started = Instant::now();
     let deadline = started + DEADLINE;
-    let mut setup = Setup::new("");
+    let setup = Setup::new("");
     for user in USERS {
         setup.add_user(&format!("{user}@example.test"), "pw");
     }
-    set_restart_delays(&mut setup);
+    set_restart_delays(&setup);
     let server = setup.start();
     let config = std::fs::read_to_string(&server.setup().config).unwrap();
     assert!(
@@ -389,18 +409,17 @@ fn acknowledged_messages_survive_sigkill_of_the_mda() {
         "the harness rewrote the config (port clash at start): restart delays lost"
     );
     let socket = server.setup().path("run/lmtp.sock");
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicUsize::new(0));
+    let progress = Arc::new(Progress::default());
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (socket, stop, acked) = (socket.clone(), stop.clone(), acked.clone());
-            std::thread::spawn(move || run_client(c, socket, stop, acked))
+            let (socket, progress) = (socket.clone(), progress.clone());
+            std::thread::spawn(move || run_client(c, socket, progress))
         })
         .collect();
     let killing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        kill_repeatedly(&server, &acked, deadline)
+        kill_repeatedly(&server, &progress, deadline)
     }));
-    stop.store(true, Ordering::SeqCst);
+    progress.stop.store(true, Ordering::SeqCst);
     let reports: Vec<ClientReport> = clients
         .into_iter()
         .map(|t| t.join().expect("client thread"))
@@ -415,15 +434,21 @@ fn acknowledged_messages_survive_sigkill_of_the_mda() {
     let sum = |f: fn(&ClientReport) -> usize| reports.iter().map(f).sum::<usize>();
     let tmp_left: usize = USERS.iter().map(|u| files(&server, u, "tmp").len()).sum();
     let log = server.log_text();
-    let restarts: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.split_once("postern-mda killed by SIGKILL; restarting in "))
-        .map(|(_, delay)| delay.trim_end_matches('"'))
-        .collect();
+    // The supervisor's back-off for each kill: "restarting in 50ms" when its crash counter
+    // was reset by a run longer than restart_delay_max.
+    let mut restarts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in log.lines() {
+        if let Some((_, rest)) = line.split_once("postern-mda killed by SIGKILL; restarting in ") {
+            *restarts
+                .entry(rest.split_whitespace().next().unwrap_or(""))
+                .or_default() += 1;
+        }
+    }
     eprintln!(
         "lmtp_crash: {KILLS} kills in {elapsed:?}; {total} messages acknowledged, 0 lost, \
          {duplicates} duplicates; {} connection errors mid-transaction, {} failed connects, \
-         {} temporary failures; {tmp_left} files left in tmp/; restart delays {restarts:?}",
+         {} temporary failures; {tmp_left} files left in tmp/ by killed writers; \
+         supervisor back-offs {restarts:?}",
         sum(|r| r.io_errors),
         sum(|r| r.connect_errors),
         sum(|r| r.temp_failures),
@@ -431,7 +456,7 @@ fn acknowledged_messages_survive_sigkill_of_the_mda() {
     let unexpected: Vec<&String> = reports.iter().flat_map(|r| &r.unexpected).collect();
     assert!(unexpected.is_empty(), "permanent refusals: {unexpected:?}");
     assert_eq!(
-        restarts.len(),
+        restarts.values().sum::<usize>(),
         KILLS,
         "every kill restarted the MDA:\n{log}"
     );

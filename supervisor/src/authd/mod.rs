@@ -164,6 +164,11 @@ async fn connection(authd: Arc<Authd>, stream: UnixStream) {
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => return,
+            // The peer died (a daemon killed mid-request): nothing wrong with what it sent.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                tracing::debug!(uid, "auth peer went away");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(event = "auth.bad_frame", uid, error = %e, "closing");
                 return;
