@@ -118,13 +118,19 @@ impl Setup {
         SocketAddr::from(([127, 0, 0, 1], self.port(listener)))
     }
 
-    /// The configuration text this setup writes. A `[supervisor]` table in `extra` replaces
-    /// the harness's own (quick restarts, short stop timeout).
+    /// The configuration text this setup writes. A `[supervisor]` or `[service_users]` table
+    /// in `extra` replaces the harness's own (quick restarts and a short stop timeout;
+    /// `create_missing = true`).
     pub fn config_text(&self) -> String {
         let mut listen = String::from("[listen]\n");
         for (l, p) in &self.ports {
             listen.push_str(&format!("{l} = [\"127.0.0.1:{p}\"]\n"));
         }
+        let service_users = if self.extra.contains("[service_users]") {
+            ""
+        } else {
+            "[service_users]\ncreate_missing = true\n\n"
+        };
         let supervisor = if self.extra.contains("[supervisor]") {
             ""
         } else {
@@ -139,7 +145,7 @@ impl Setup {
              aliases_file = \"etc/aliases\"\n\
              \n[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\nself_signed = true\n\n\
              {listen}\n\
-             [service_users]\ncreate_missing = true\n\n\
+             {service_users}\
              {supervisor}\
              {}",
             self.extra
