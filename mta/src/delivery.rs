@@ -21,6 +21,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Manager {
     pub queue: Arc<Queue>,
+    /// Idle LMTP connections for reuse.
+    pub pool: tokio::sync::Mutex<Vec<LmtpConn>>,
     pub target: DeliveryTarget,
     pub hostname: String,
     pub retry_min: Duration,
@@ -199,13 +201,16 @@ fn record(stored: &Stored, status: &mut Status, pending: &[usize], replies: &[(u
     }
 }
 
-/// One LMTP transaction (RFC 2033) for the pending recipients; a (code, text) per recipient.
-async fn lmtp_deliver(
-    manager: &Manager,
-    stored: &Stored,
-    body: &[u8],
-    pending: &[usize],
-) -> std::io::Result<Vec<(u16, String)>> {
+/// An open LMTP connection after LHLO, reusable for further transactions.
+pub struct LmtpConn {
+    conn: BufReader<AnyStream>,
+    pipelining: bool,
+}
+
+/// Most idle LMTP connections kept for reuse.
+const POOL_MAX: usize = CONCURRENCY;
+
+async fn lmtp_connect(manager: &Manager) -> std::io::Result<LmtpConn> {
     let stream: AnyStream = match &manager.target {
         DeliveryTarget::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
         DeliveryTarget::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr.as_str()).await?),
@@ -213,7 +218,88 @@ async fn lmtp_deliver(
     let mut conn = BufReader::new(stream);
     expect(&mut conn, 220).await?;
     send(&mut conn, &format!("LHLO {}\r\n", manager.hostname)).await?;
-    expect(&mut conn, 250).await?;
+    let (code, lines) = reply_lines(&mut conn).await?;
+    if code != 250 {
+        return Err(std::io::Error::other(format!(
+            "LMTP: LHLO refused: {lines:?}"
+        )));
+    }
+    let pipelining = lines.iter().any(|l| {
+        l.get(4..)
+            .is_some_and(|k| k.trim().eq_ignore_ascii_case("PIPELINING"))
+    });
+    Ok(LmtpConn { conn, pipelining })
+}
+
+/// One LMTP transaction (RFC 2033) for the pending recipients; a (code, text) per recipient.
+/// Reuses a pooled connection when one is idle; a pooled connection that turns out dead is
+/// replaced once by a fresh one.
+async fn lmtp_deliver(
+    manager: &Manager,
+    stored: &Stored,
+    body: &[u8],
+    pending: &[usize],
+) -> std::io::Result<Vec<(u16, String)>> {
+    let pooled = manager.pool.lock().await.pop();
+    let (mut conn, results) = match pooled {
+        Some(mut conn) => match transaction(&mut conn, stored, body, pending).await {
+            Ok(r) => (conn, r),
+            // The server closed the idle connection before answering MAIL: nothing was
+            // delivered, so a fresh connection may try again at once.
+            Err(e) if e.stale => {
+                let mut fresh = lmtp_connect(manager).await?;
+                let r = transaction(&mut fresh, stored, body, pending)
+                    .await
+                    .map_err(|e| e.io)?;
+                (fresh, r)
+            }
+            Err(e) => return Err(e.io),
+        },
+        None => {
+            let mut fresh = lmtp_connect(manager).await?;
+            let r = transaction(&mut fresh, stored, body, pending)
+                .await
+                .map_err(|e| e.io)?;
+            (fresh, r)
+        }
+    };
+    let mut pool = manager.pool.lock().await;
+    if pool.len() < POOL_MAX {
+        pool.push(conn);
+    } else {
+        let _ = send(&mut conn.conn, "QUIT\r\n").await;
+    }
+    Ok(results)
+}
+
+/// A failed transaction; `stale` when it failed before the server answered MAIL (so no
+/// recipient can have been delivered).
+pub struct TxError {
+    io: std::io::Error,
+    stale: bool,
+}
+
+async fn transaction(
+    lmtp: &mut LmtpConn,
+    stored: &Stored,
+    body: &[u8],
+    pending: &[usize],
+) -> Result<Vec<(u16, String)>, TxError> {
+    let mut mail_answered = false;
+    let result = transaction_steps(lmtp, stored, body, pending, &mut mail_answered).await;
+    result.map_err(|io| TxError {
+        io,
+        stale: !mail_answered,
+    })
+}
+
+async fn transaction_steps(
+    lmtp: &mut LmtpConn,
+    stored: &Stored,
+    body: &[u8],
+    pending: &[usize],
+    mail_answered: &mut bool,
+) -> std::io::Result<Vec<(u16, String)>> {
     let env = &stored.envelope;
     let mut mail = format!("MAIL FROM:<{}>", env.sender);
     if env.body_8bit {
@@ -222,27 +308,56 @@ async fn lmtp_deliver(
     if env.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    send(&mut conn, &format!("{mail}\r\n")).await?;
-    expect(&mut conn, 250).await?;
-    let mut results: Vec<Option<(u16, String)>> = Vec::new();
-    for &i in pending {
-        send(
-            &mut conn,
-            &format!("RCPT TO:<{}>\r\n", env.recipients[i].address),
-        )
-        .await?;
-        let (code, text) = reply(&mut conn).await?;
-        results.push((code >= 300).then_some((code, text)));
-    }
-    if results.iter().any(Option::is_none) {
-        send(&mut conn, "DATA\r\n").await?;
-        expect(&mut conn, 354).await?;
-        conn.get_mut().write_all(&to_wire(body)).await?;
-        for slot in results.iter_mut().filter(|r| r.is_none()) {
-            *slot = Some(reply(&mut conn).await?);
+    mail.push_str("\r\n");
+    let rcpts: Vec<String> = pending
+        .iter()
+        .map(|&i| format!("RCPT TO:<{}>\r\n", env.recipients[i].address))
+        .collect();
+    let conn = &mut lmtp.conn;
+    let mut results: Vec<Option<(u16, String)>> = Vec::with_capacity(pending.len());
+    if lmtp.pipelining {
+        // RFC 2920: MAIL, every RCPT and DATA in one write; DATA is refused by the server
+        // if no recipient was accepted.
+        let mut batch = mail;
+        for r in &rcpts {
+            batch.push_str(r);
         }
+        batch.push_str("DATA\r\n");
+        send(conn, &batch).await?;
+        expect(conn, 250).await?;
+        *mail_answered = true;
+        for _ in &rcpts {
+            let (code, text) = reply(conn).await?;
+            results.push((code >= 300).then_some((code, text)));
+        }
+        let (code, text) = reply(conn).await?;
+        if code != 354 {
+            if results.iter().any(Option::is_none) {
+                return Err(std::io::Error::other(format!("LMTP: DATA refused: {text}")));
+            }
+            return Ok(results.into_iter().flatten().collect());
+        }
+    } else {
+        send(conn, &mail).await?;
+        expect(conn, 250).await?;
+        *mail_answered = true;
+        for r in &rcpts {
+            send(conn, r).await?;
+            let (code, text) = reply(conn).await?;
+            results.push((code >= 300).then_some((code, text)));
+        }
+        if results.iter().all(Option::is_some) {
+            send(conn, "RSET\r\n").await?;
+            expect(conn, 250).await?;
+            return Ok(results.into_iter().flatten().collect());
+        }
+        send(conn, "DATA\r\n").await?;
+        expect(conn, 354).await?;
     }
-    let _ = send(&mut conn, "QUIT\r\n").await;
+    conn.get_mut().write_all(&to_wire(body)).await?;
+    for slot in results.iter_mut().filter(|r| r.is_none()) {
+        *slot = Some(reply(conn).await?);
+    }
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or((451, "no reply".into())))
@@ -278,6 +393,13 @@ async fn send(conn: &mut BufReader<AnyStream>, line: &str) -> std::io::Result<()
 
 /// Reads a (possibly multi-line) reply: its code and its last line's text.
 async fn reply(conn: &mut BufReader<AnyStream>) -> std::io::Result<(u16, String)> {
+    let (code, mut lines) = reply_lines(conn).await?;
+    Ok((code, lines.pop().unwrap_or_default()))
+}
+
+/// Reads a (possibly multi-line) reply: its code and every line.
+async fn reply_lines(conn: &mut BufReader<AnyStream>) -> std::io::Result<(u16, Vec<String>)> {
+    let mut lines = Vec::new();
     loop {
         let mut line = String::new();
         let n = tokio::time::timeout(REPLY_TIMEOUT, conn.read_line(&mut line))
@@ -297,8 +419,10 @@ async fn reply(conn: &mut BufReader<AnyStream>) -> std::io::Result<(u16, String)
                 format!("bad LMTP reply {line:?}"),
             )
         })?;
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok((code, line.trim_end().to_string()));
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line.trim_end().to_string());
+        if last {
+            return Ok((code, lines));
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
     let manager = Arc::new(delivery::Manager {
         queue: queue.clone(),
+        pool: tokio::sync::Mutex::new(Vec::new()),
         target: settings.delivery.clone(),
         hostname: slice.hostname.clone(),
         retry_min: settings.retry_min,

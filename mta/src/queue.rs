@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use shared::groupsync::DirSync;
 
 use crate::session::{Envelope, Message};
 
@@ -47,6 +48,9 @@ pub struct Queue {
     dir: PathBuf,
     hostname: String,
     counter: AtomicU64,
+    /// Concurrent sessions share the directory fsync (group commit); each still waits for a
+    /// sync that started after its own rename.
+    dir_sync: DirSync,
 }
 
 impl Queue {
@@ -62,6 +66,7 @@ impl Queue {
             dir: dir.to_path_buf(),
             hostname: hostname.to_string(),
             counter: AtomicU64::new(rand::random::<u32>() as u64),
+            dir_sync: DirSync::new(dir),
         })
     }
 
@@ -97,6 +102,7 @@ impl Queue {
         let received = received_header(message, &self.hostname, &id, date);
         write_atomic(
             &self.dir,
+            &self.dir_sync,
             &self.msg_path(&id),
             &[&header, received.as_bytes(), &message.body],
         )?;
@@ -139,14 +145,16 @@ impl Queue {
 
     pub fn save_status(&self, id: &str, status: &Status) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(status).map_err(std::io::Error::other)?;
-        write_atomic(&self.dir, &self.status_path(id), &[&bytes])
+        write_atomic(&self.dir, &self.dir_sync, &self.status_path(id), &[&bytes])
     }
 
     /// Forgets a message whose every recipient is done.
     pub fn remove(&self, id: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(self.status_path(id));
         std::fs::remove_file(self.msg_path(id))?;
-        File::open(&self.dir)?.sync_all()
+        // Not needed for the promise (a resurrected file means one duplicate delivery), but
+        // it keeps a crash from delivering twice.
+        self.dir_sync.sync()
     }
 }
 
@@ -182,8 +190,13 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// tmp file, fsync, rename over `path`, fsync of `dir`.
-fn write_atomic(dir: &Path, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+/// tmp file, fsync, rename over `path`, fsync of `dir` (shared with concurrent writers).
+fn write_atomic(
+    dir: &Path,
+    dir_sync: &DirSync,
+    path: &Path,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("no file name"))?;
@@ -202,7 +215,7 @@ fn write_atomic(dir: &Path, path: &Path, parts: &[&[u8]]) -> std::io::Result<()>
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // ...and the name must be on disk before the client hears 250.
-        File::open(dir)?.sync_all()
+        dir_sync.sync()
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
