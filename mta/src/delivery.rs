@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::queue::{Queue, RcptState, Status, Stored};
+use shared::proto::auth::Recipient;
 
 /// Deliveries running at once.
 const CONCURRENCY: usize = 16;
@@ -21,6 +22,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Manager {
     pub queue: Arc<Queue>,
+    /// Set when the LMTP target is not Postern's own MDA: aliases are then resolved here.
+    pub auth: Option<Arc<shared::proto::auth::AuthClient>>,
+    pub domains: Vec<String>,
     /// Idle LMTP connections for reuse.
     pub pool: tokio::sync::Mutex<Vec<LmtpConn>>,
     pub target: DeliveryTarget,
@@ -119,8 +123,26 @@ async fn deliver_one(manager: &Manager, id: &str) -> Option<Duration> {
         .collect();
     if !pending.is_empty() {
         status.attempts += 1;
-        match lmtp_deliver(manager, &stored, &body, &pending).await {
-            Ok(replies) => record(&stored, &mut status, &pending, &replies),
+        let groups = expand(manager, &stored, &pending).await;
+        let mut mailboxes: Vec<String> = Vec::new();
+        for address in groups.iter().flat_map(|g| g.iter().flatten()) {
+            if !mailboxes.iter().any(|m| m.eq_ignore_ascii_case(address)) {
+                mailboxes.push(address.clone());
+            }
+        }
+        let delivered = if mailboxes.is_empty() {
+            Ok(Vec::new())
+        } else {
+            lmtp_deliver(manager, &stored, &body, &mailboxes).await
+        };
+        match delivered {
+            Ok(replies) => {
+                let per_rcpt: Vec<(u16, String)> = groups
+                    .iter()
+                    .map(|g| outcome_of(g, &mailboxes, &replies))
+                    .collect();
+                record(&stored, &mut status, &pending, &per_rcpt);
+            }
             Err(e) => {
                 tracing::warn!(event = "queue.deferred", id, error = %e, "LMTP delivery failed; will retry")
             }
@@ -169,6 +191,75 @@ async fn deliver_one(manager: &Manager, id: &str) -> Option<Duration> {
     local_pending.then(|| backoff(manager, attempts.saturating_sub(1)))
 }
 
+/// For each pending recipient, the mailboxes the LMTP target must receive, or the reply that
+/// settles it already. Postern's own MDA resolves aliases itself: it gets the addresses as
+/// they are. Another LMTP server (a Dovecot) knows nothing of Postern's aliases: they are
+/// resolved here through authd.
+async fn expand(
+    manager: &Manager,
+    stored: &Stored,
+    pending: &[usize],
+) -> Vec<Result<Vec<String>, (u16, String)>> {
+    let mut out = Vec::with_capacity(pending.len());
+    for &i in pending {
+        let address = &stored.envelope.recipients[i].address;
+        let Some(auth) = &manager.auth else {
+            out.push(Ok(vec![address.clone()]));
+            continue;
+        };
+        let local = |a: &String| {
+            a.rsplit_once('@')
+                .is_some_and(|(_, d)| manager.domains.iter().any(|l| l.eq_ignore_ascii_case(d)))
+        };
+        out.push(match auth.lookup(address).await {
+            Ok(Recipient::Mailbox { address }) => Ok(vec![address]),
+            Ok(Recipient::Alias { targets }) => {
+                let (local_targets, remote): (Vec<String>, Vec<String>) = targets.into_iter().partition(local);
+                if !remote.is_empty() {
+                    tracing::warn!(event = "queue.alias_remote_targets", id = %stored.id, rcpt = %address, targets = ?remote, "remote alias targets are not forwarded until outbound delivery exists");
+                }
+                if local_targets.is_empty() {
+                    Err((550, "550 5.1.1 alias has no local mailbox".into()))
+                } else {
+                    Ok(local_targets)
+                }
+            }
+            Ok(Recipient::Unknown) => Err((550, "550 5.1.1 mailbox unavailable".into())),
+            Err(e) => Err((451, format!("451 4.3.0 authd lookup failed: {e}"))),
+        });
+    }
+    out
+}
+
+/// A recipient's outcome from those of its mailboxes: a temporary failure wins (try again),
+/// then a permanent one, else success.
+fn outcome_of(
+    group: &Result<Vec<String>, (u16, String)>,
+    mailboxes: &[String],
+    replies: &[(u16, String)],
+) -> (u16, String) {
+    let list = match group {
+        Err(settled) => return settled.clone(),
+        Ok(list) => list,
+    };
+    let of = |m: &String| {
+        mailboxes
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(m))
+            .and_then(|p| replies.get(p))
+            .cloned()
+            .unwrap_or((451, "451 4.3.0 no reply".into()))
+    };
+    let results: Vec<(u16, String)> = list.iter().map(of).collect();
+    results
+        .iter()
+        .find(|(c, _)| (400..500).contains(c))
+        .or_else(|| results.iter().find(|(c, _)| *c >= 500))
+        .or_else(|| results.first())
+        .cloned()
+        .unwrap_or((550, "550 5.1.1 no mailbox".into()))
+}
+
 fn backoff(manager: &Manager, attempts: u32) -> Duration {
     manager
         .retry_min
@@ -205,6 +296,8 @@ fn record(stored: &Stored, status: &mut Status, pending: &[usize], replies: &[(u
 pub struct LmtpConn {
     conn: BufReader<AnyStream>,
     pipelining: bool,
+    smtputf8: bool,
+    eightbit: bool,
 }
 
 /// Most idle LMTP connections kept for reuse.
@@ -224,11 +317,19 @@ async fn lmtp_connect(manager: &Manager) -> std::io::Result<LmtpConn> {
             "LMTP: LHLO refused: {lines:?}"
         )));
     }
-    let pipelining = lines.iter().any(|l| {
-        l.get(4..)
-            .is_some_and(|k| k.trim().eq_ignore_ascii_case("PIPELINING"))
-    });
-    Ok(LmtpConn { conn, pipelining })
+    let offers = |keyword: &str| {
+        lines.iter().any(|l| {
+            l.get(4..)
+                .and_then(|k| k.split_whitespace().next())
+                .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
+        })
+    };
+    Ok(LmtpConn {
+        pipelining: offers("PIPELINING"),
+        smtputf8: offers("SMTPUTF8"),
+        eightbit: offers("8BITMIME"),
+        conn,
+    })
 }
 
 /// One LMTP transaction (RFC 2033) for the pending recipients; a (code, text) per recipient.
@@ -238,7 +339,7 @@ async fn lmtp_deliver(
     manager: &Manager,
     stored: &Stored,
     body: &[u8],
-    pending: &[usize],
+    pending: &[String],
 ) -> std::io::Result<Vec<(u16, String)>> {
     let pooled = manager.pool.lock().await.pop();
     let (mut conn, results) = match pooled {
@@ -283,10 +384,10 @@ async fn transaction(
     lmtp: &mut LmtpConn,
     stored: &Stored,
     body: &[u8],
-    pending: &[usize],
+    rcpts: &[String],
 ) -> Result<Vec<(u16, String)>, TxError> {
     let mut mail_answered = false;
-    let result = transaction_steps(lmtp, stored, body, pending, &mut mail_answered).await;
+    let result = transaction_steps(lmtp, stored, body, rcpts, &mut mail_answered).await;
     result.map_err(|io| TxError {
         io,
         stale: !mail_answered,
@@ -297,62 +398,88 @@ async fn transaction_steps(
     lmtp: &mut LmtpConn,
     stored: &Stored,
     body: &[u8],
-    pending: &[usize],
+    addresses: &[String],
     mail_answered: &mut bool,
 ) -> std::io::Result<Vec<(u16, String)>> {
     let env = &stored.envelope;
+    let all = |code: u16, text: &str| vec![(code, text.to_string()); addresses.len()];
     let mut mail = format!("MAIL FROM:<{}>", env.sender);
-    if env.body_8bit {
+    // Parameters only where the server offered them (RFC 6152, RFC 6531 §3.4).
+    if env.body_8bit && lmtp.eightbit {
         mail.push_str(" BODY=8BITMIME");
     }
     if env.smtputf8 {
-        mail.push_str(" SMTPUTF8");
+        if lmtp.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        } else if needs_smtputf8(env, body) {
+            return Ok(all(
+                554,
+                "554 5.6.7 SMTPUTF8 is required, but was not offered by the LMTP server",
+            ));
+        }
     }
     mail.push_str("\r\n");
-    let rcpts: Vec<String> = pending
+    let rcpts: Vec<String> = addresses
         .iter()
-        .map(|&i| format!("RCPT TO:<{}>\r\n", env.recipients[i].address))
+        .map(|a| format!("RCPT TO:<{a}>\r\n"))
         .collect();
     let conn = &mut lmtp.conn;
-    let mut results: Vec<Option<(u16, String)>> = Vec::with_capacity(pending.len());
+    let mut results: Vec<Option<(u16, String)>> = Vec::with_capacity(rcpts.len());
     if lmtp.pipelining {
-        // RFC 2920: MAIL, every RCPT and DATA in one write; DATA is refused by the server
-        // if no recipient was accepted.
+        // RFC 2920: MAIL, every RCPT and DATA in one write; every one of them is answered.
         let mut batch = mail;
         for r in &rcpts {
             batch.push_str(r);
         }
         batch.push_str("DATA\r\n");
         send(conn, &batch).await?;
-        expect(conn, 250).await?;
-        *mail_answered = true;
+        let (mail_code, mail_text) = reply(conn).await?;
+        *mail_answered = mail_code == 250;
         for _ in &rcpts {
             let (code, text) = reply(conn).await?;
             results.push((code >= 300).then_some((code, text)));
         }
         let (code, text) = reply(conn).await?;
+        if mail_code != 250 {
+            // The sender was refused: the whole transaction shares its fate.
+            *mail_answered = true;
+            reset(conn, code == 354).await?;
+            return Ok(all(mail_code, &mail_text));
+        }
         if code != 354 {
-            if results.iter().any(Option::is_none) {
-                return Err(std::io::Error::other(format!("LMTP: DATA refused: {text}")));
-            }
-            return Ok(results.into_iter().flatten().collect());
+            // No DATA: close the transaction, so this connection can be reused.
+            reset(conn, false).await?;
+            return Ok(results
+                .into_iter()
+                .map(|r| r.unwrap_or((code, text.clone())))
+                .collect());
         }
     } else {
         send(conn, &mail).await?;
-        expect(conn, 250).await?;
+        let (mail_code, mail_text) = reply(conn).await?;
         *mail_answered = true;
+        if mail_code != 250 {
+            reset(conn, false).await?;
+            return Ok(all(mail_code, &mail_text));
+        }
         for r in &rcpts {
             send(conn, r).await?;
             let (code, text) = reply(conn).await?;
             results.push((code >= 300).then_some((code, text)));
         }
         if results.iter().all(Option::is_some) {
-            send(conn, "RSET\r\n").await?;
-            expect(conn, 250).await?;
+            reset(conn, false).await?;
             return Ok(results.into_iter().flatten().collect());
         }
         send(conn, "DATA\r\n").await?;
-        expect(conn, 354).await?;
+        let (code, text) = reply(conn).await?;
+        if code != 354 {
+            reset(conn, false).await?;
+            return Ok(results
+                .into_iter()
+                .map(|r| r.unwrap_or((code, text.clone())))
+                .collect());
+        }
     }
     conn.get_mut().write_all(&to_wire(body)).await?;
     for slot in results.iter_mut().filter(|r| r.is_none()) {
@@ -362,6 +489,28 @@ async fn transaction_steps(
         .into_iter()
         .map(|r| r.unwrap_or((451, "no reply".into())))
         .collect())
+}
+
+/// Ends an unfinished transaction (RSET) so the connection can be reused. `in_data`: the
+/// server unexpectedly said 354, so an empty message is sent first and its replies ignored.
+async fn reset(conn: &mut BufReader<AnyStream>, in_data: bool) -> std::io::Result<()> {
+    if in_data {
+        send(conn, ".\r\n").await?;
+        let _ = reply(conn).await?;
+    }
+    send(conn, "RSET\r\n").await?;
+    expect(conn, 250).await
+}
+
+/// Whether the message really needs SMTPUTF8: a non-ASCII envelope address or header.
+fn needs_smtputf8(env: &crate::session::Envelope, body: &[u8]) -> bool {
+    let headers_end = body
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .unwrap_or(body.len());
+    !env.sender.is_ascii()
+        || env.recipients.iter().any(|r| !r.address.is_ascii())
+        || !body[..headers_end].is_ascii()
 }
 
 /// LF line ends to CRLF, dot-stuffed (RFC 5321 §4.5.2), with the end marker.

@@ -72,7 +72,12 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     let queue_dir = slice.state_dir.join("queue");
     let queue = Arc::new(queue::Queue::open(&queue_dir, &slice.hostname)?);
     let (queued_tx, queued_rx) = tokio::sync::mpsc::unbounded_channel();
+    let auth = Arc::new(AuthClient::new(slice.runtime_dir.join("auth.sock")));
+    let own_mda = settings.delivery
+        == shared::config::DeliveryTarget::Unix(slice.runtime_dir.join("lmtp.sock"));
     let manager = Arc::new(delivery::Manager {
+        auth: (!own_mda).then(|| auth.clone()),
+        domains: slice.domains.clone(),
         queue: queue.clone(),
         pool: tokio::sync::Mutex::new(Vec::new()),
         target: settings.delivery.clone(),
@@ -83,7 +88,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     let manager_task = tokio::spawn(delivery::run(manager, queued_rx, ctx.shutdown.clone()));
     let shared = Arc::new(Shared {
         io: Arc::new(io::Context {
-            auth: Arc::new(AuthClient::new(slice.runtime_dir.join("auth.sock"))),
+            auth,
             queue,
             tls: tls.clone(),
             idle_timeout: slice.limits.idle_timeout,

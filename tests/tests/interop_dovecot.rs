@@ -179,8 +179,14 @@ impl Dovecot {
             self.log()
         );
         let pid_file = self.dir.join("run/master.pid");
+        // The pid file may exist before Dovecot has written the pid into it.
+        let read_pid = || {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+        };
         wait_until("Dovecot's master.pid and LMTP socket", || {
-            pid_file.is_file() && self.socket().exists()
+            read_pid().is_some() && self.socket().exists()
         });
         let pid = std::fs::read_to_string(&pid_file)
             .ok()
@@ -484,14 +490,9 @@ fn postern_delivers_into_dovecot_over_lmtp() {
 
 /// RFC 6531, like every ESMTP extension, lets a client use SMTPUTF8 only with a server that
 /// announced it; Dovecot 2.3's LHLO does not. A message whose envelope and headers are ASCII
-/// needs no SMTPUTF8 and can go without the parameter; one that does need it should fail
-/// permanently (Postfix bounces it: 5.6.7 "SMTPUTF8 is required, but was not offered"), not be
-/// retried. Postern sends `MAIL FROM:<...> SMTPUTF8` regardless, Dovecot answers
-/// `555 5.5.4 Unsupported parameters`, and Postern takes that 5xx as a temporary failure
-/// ("queue.deferred"): the message stays queued, retried forever.
+/// needs no SMTPUTF8 and goes without the parameter (one that does need it fails permanently,
+/// 5.6.7, as Postfix does).
 #[test]
-#[ignore = "reproduces a Postern bug: SMTPUTF8 sent to an LMTP server that did not offer it, \
-            and a 5xx to MAIL FROM retried as temporary"]
 fn smtputf8_message_with_ascii_addresses_reaches_dovecot() {
     let tools = match tools() {
         Ok(t) => t,
@@ -526,5 +527,64 @@ s.quit()
         std::thread::sleep(Duration::from_millis(50));
     }
     stack.wait_queue_empty();
+    stack.dovecot.stop().expect("dovecot stops");
+}
+
+/// Dovecot knows nothing of Postern's aliases: the MTA resolves them through authd before
+/// handing mail to an outside LMTP server. A recipient Dovecot refuses is settled (5xx kept in
+/// the queue for the bounce work) and the connection is reset for the next message.
+#[test]
+fn aliases_are_resolved_for_dovecot_and_a_refused_recipient_leaves_the_connection_usable() {
+    let tools = match tools() {
+        Ok(t) => t,
+        Err(reason) => {
+            eprintln!("SKIPPED: {reason}");
+            return;
+        }
+    };
+    let mut stack = start_stack(
+        &tools,
+        &[("alice@example.test", "a-pw"), ("bob@example.test", "b-pw")],
+    );
+    let mark = stack.server.log_len();
+    write(
+        &stack.server.setup().path("etc/aliases"),
+        "info@example.test: alice@example.test, bob@example.test\n",
+    );
+    stack.server.wait_log("users and aliases reloaded", mark);
+    // carol exists for Postern only (added after Dovecot copied the users file).
+    let mark = stack.server.log_len();
+    stack.server.setup().add_user("carol@example.test", "c-pw");
+    stack.server.wait_log("users and aliases reloaded", mark);
+    let send = r#"
+import smtplib, sys
+for rcpt in sys.argv[2:]:
+    s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+    print(rcpt, s.sendmail("s@elsewhere.net", [rcpt], b"Subject: to " + rcpt.encode() + b"\r\n\r\nhi\r\n"))
+    s.quit()
+"#;
+    let port = stack.server.setup().port("smtp").to_string();
+    let (status, out, err) = python(send, &[&port, "info@example.test"]);
+    assert!(status.success(), "{out}{err}");
+    let since = Instant::now();
+    let alice = stack.wait_delivered("alice@example.test", since);
+    let bob = stack.wait_delivered("bob@example.test", since);
+    assert!(
+        alice.contains("Subject: to info@example.test")
+            && bob.contains("Subject: to info@example.test")
+    );
+    let (status, out, err) = python(send, &[&port, "carol@example.test", "alice@example.test"]);
+    assert!(status.success(), "{out}{err}");
+    wait_until("alice's second message", || {
+        stack.dovecot.delivered("alice@example.test").len() == 2
+    });
+    stack.server.wait_log("event=\"queue.failed\"", mark);
+    let dovecot_log = stack.dovecot.log();
+    assert!(!dovecot_log.contains("unfinished DATA"), "{dovecot_log}");
+    assert!(
+        !stack.server.log_text()[mark..].contains("queue.deferred"),
+        "{}",
+        stack.logs()
+    );
     stack.dovecot.stop().expect("dovecot stops");
 }
