@@ -101,6 +101,9 @@ enum Input {
 struct Conn {
     stream: Stream,
     buf: Vec<u8>,
+    /// Replies not yet sent: with PIPELINING they go out together, when the client's input is
+    /// used up (RFC 2920 §3.2), instead of one small packet per reply.
+    out: Vec<u8>,
     idle: Duration,
 }
 
@@ -110,6 +113,8 @@ fn timed_out() -> std::io::Error {
 
 impl Conn {
     async fn fill(&mut self) -> std::io::Result<usize> {
+        // Before waiting for the client, it must have every reply owed so far.
+        self.flush().await?;
         let mut chunk = [0u8; 16 * 1024];
         let n = tokio::time::timeout(self.idle, self.stream.read(&mut chunk))
             .await
@@ -139,8 +144,17 @@ impl Conn {
         }
     }
 
-    async fn write(&mut self, reply: &Reply) -> std::io::Result<()> {
-        self.stream.write_all(&reply.to_bytes()).await
+    /// Queues a reply; it is sent at the next [`Conn::flush`] (at the latest before reading).
+    fn write(&mut self, reply: &Reply) {
+        self.out.extend_from_slice(&reply.to_bytes());
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
     }
 
     async fn receive_data(&mut self, max_size: u64) -> std::io::Result<Option<DataReceiver>> {
@@ -174,19 +188,21 @@ pub async fn run(stream: Stream, mut session: Session, ctx: Arc<Context>) -> std
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
+        out: Vec::new(),
         idle: ctx.idle_timeout,
     };
-    conn.write(&session.greeting()).await?;
+    conn.write(&session.greeting());
     loop {
         let line = match conn.line().await {
             Ok(Input::Complete(l)) => l,
             Ok(Input::TooLong) => {
-                conn.write(&replies::LINE_TOO_LONG).await?;
+                conn.write(&replies::LINE_TOO_LONG);
                 continue;
             }
             Ok(Input::Eof) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                let _ = conn.write(&replies::TIMEOUT).await;
+                conn.write(&replies::TIMEOUT);
+                let _ = conn.flush().await;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -196,16 +212,18 @@ pub async fn run(stream: Stream, mut session: Session, ctx: Arc<Context>) -> std
         loop {
             step = match step {
                 Step::Reply(r) => {
-                    conn.write(&r).await?;
+                    conn.write(&r);
                     break;
                 }
                 Step::Close(r) => {
-                    conn.write(&r).await?;
+                    conn.write(&r);
+                    conn.flush().await?;
                     let _ = conn.stream.shutdown().await;
                     return Ok(());
                 }
                 Step::StartTls(r) => {
-                    conn.write(&r).await?;
+                    conn.write(&r);
+                    conn.flush().await?;
                     conn = start_tls(conn, &ctx).await?;
                     let Stream::Tls(tls) = &conn.stream else {
                         return Ok(());
@@ -250,7 +268,7 @@ pub async fn run(stream: Stream, mut session: Session, ctx: Arc<Context>) -> std
                     }
                 },
                 Step::ReceiveData(r) => {
-                    conn.write(&r).await?;
+                    conn.write(&r);
                     let Some(receiver) = conn.receive_data(session.max_size()).await? else {
                         return Ok(());
                     };
@@ -284,6 +302,7 @@ async fn start_tls(mut conn: Conn, ctx: &Context) -> std::io::Result<Conn> {
     Ok(Conn {
         stream: Stream::Tls(Box::new(tls)),
         buf: Vec::new(),
+        out: Vec::new(),
         idle: conn.idle,
     })
 }

@@ -190,6 +190,8 @@ async fn connection(
         return;
     };
     drop(_enter);
+    // Replies are already batched per pipelined burst (io.rs); Nagle would only delay them.
+    let _ = stream.set_nodelay(true);
     let policy = Policy::for_listener(name);
     let (stream, tls) = if policy.implicit_tls {
         let Some(acceptor) = shared.io.tls.as_ref() else {
