@@ -1,6 +1,6 @@
 //! The durable queue in `state_dir/queue` (ARCHITECTURE §6, durability rule). A message is one
 //! file `<id>.msg`: a JSON line with the envelope, then the message with its Received: header
-//! (LF line ends). It is written to `tmp/`, fsynced, renamed into place, and the directory is
+//! (LF line ends). It is written to `.<id>.msg.tmp`, fsynced, renamed into place, and the directory is
 //! fsynced: only then may the 250 be sent. Delivery progress lives in `<id>.status`, replaced
 //! atomically the same way. Blocking file I/O: called on blocking threads.
 
@@ -54,13 +54,15 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens the queue directory (made by the supervisor) and clears `tmp/` of files a crash
+    /// Opens the queue directory (made by the supervisor) and removes the `.tmp` files a crash
     /// left half-written: nothing in there was ever acknowledged.
     pub fn open(dir: &Path, hostname: &str) -> std::io::Result<Queue> {
-        let tmp = dir.join("tmp");
-        std::fs::create_dir_all(&tmp)?;
-        for entry in std::fs::read_dir(&tmp)?.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         Ok(Queue {
             dir: dir.to_path_buf(),
@@ -200,7 +202,9 @@ fn write_atomic(
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("no file name"))?;
-    let tmp = dir.join("tmp").join(name);
+    // The temporary file sits in the queue directory itself: the rename then stays within one
+    // directory (no cross-directory rename lock), and `list` never sees it (no `.msg` end).
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -287,21 +291,18 @@ mod tests {
         q.remove(&id).unwrap();
         assert!(q.list().unwrap().is_empty());
         assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing left behind"
         );
     }
 
     #[test]
-    fn leftovers_in_tmp_are_cleared_at_open() {
+    fn half_written_files_are_cleared_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        std::fs::write(dir.path().join("tmp/ABC.msg"), "half").unwrap();
+        std::fs::write(dir.path().join(".ABC.msg.tmp"), "half").unwrap();
         let q = Queue::open(dir.path(), "h").unwrap();
         assert!(q.list().unwrap().is_empty());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
