@@ -309,7 +309,7 @@ fn listeners_handed_over_by_systemd_are_used() {
     let setup = Setup::new("");
     let port = free_port();
     // systemd-socket-activate binds the port and execs postern with LISTEN_FDS for "smtp".
-    let mut child = Command::new(activate)
+    let child = Command::new(activate)
         .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=smtp"])
         .arg(bin("postern"))
         .args(["serve", "--config"])
@@ -318,6 +318,8 @@ fn listeners_handed_over_by_systemd_are_used() {
         .stderr(std::fs::File::create(setup.path("activate.log")).unwrap())
         .spawn()
         .unwrap();
+    // Killed if the test fails half-way (its children then exit on the death pipe).
+    let mut child = KillOnDrop(child);
     wait_until("smtp answers on the systemd socket", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             && read_greeting(([127, 0, 0, 1], port).into()).starts_with("220 ")
@@ -325,12 +327,23 @@ fn listeners_handed_over_by_systemd_are_used() {
     // The configured smtp address is not bound: systemd's socket took its place.
     assert!(std::net::TcpStream::connect(setup.addr("smtp")).is_err());
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
         Signal::SIGTERM,
     )
     .unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {
