@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::proto::auth::{AuthClient, VerifyOutcome};
-use shared::smtp::{DataReceiver, MAX_COMMAND_LINE, Reply, replies};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use shared::smtp::conn::{Input, timed_out};
+use shared::smtp::{Reply, replies};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -92,105 +93,11 @@ pub fn describe_tls(stream: &TlsStream<TcpStream>) -> String {
     )
 }
 
-enum Input {
-    Complete(Vec<u8>),
-    TooLong,
-    Eof,
-}
-
-struct Conn {
-    stream: Stream,
-    buf: Vec<u8>,
-    /// Replies not yet sent: with PIPELINING they go out together, when the client's input is
-    /// used up (RFC 2920 §3.2), instead of one small packet per reply.
-    out: Vec<u8>,
-    idle: Duration,
-}
-
-fn timed_out() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "idle timeout")
-}
-
-impl Conn {
-    async fn fill(&mut self) -> std::io::Result<usize> {
-        // Before waiting for the client, it must have every reply owed so far.
-        self.flush().await?;
-        let mut chunk = [0u8; 16 * 1024];
-        let n = tokio::time::timeout(self.idle, self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| timed_out())??;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    async fn line(&mut self) -> std::io::Result<Input> {
-        let mut too_long = false;
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Ok(if too_long || line.len() > MAX_COMMAND_LINE {
-                    Input::TooLong
-                } else {
-                    Input::Complete(line)
-                });
-            }
-            if self.buf.len() > MAX_COMMAND_LINE {
-                too_long = true;
-                self.buf.clear();
-            }
-            if self.fill().await? == 0 {
-                return Ok(Input::Eof);
-            }
-        }
-    }
-
-    /// Queues a reply; it is sent at the next [`Conn::flush`] (at the latest before reading).
-    fn write(&mut self, reply: &Reply) {
-        self.out.extend_from_slice(&reply.to_bytes());
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    async fn receive_data(&mut self, max_size: u64) -> std::io::Result<Option<DataReceiver>> {
-        let mut receiver = DataReceiver::new(max_size);
-        loop {
-            let used = receiver.feed(&self.buf);
-            self.buf.drain(..used);
-            if receiver.is_done() {
-                return Ok(Some(receiver));
-            }
-            if self.fill().await? == 0 {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// Exactly `size` octets (a BDAT chunk); `None` at EOF. Octets past the session's limit
-    /// are read and dropped by the caller's session.
-    async fn receive_chunk(&mut self, size: usize) -> std::io::Result<Option<Vec<u8>>> {
-        while self.buf.len() < size {
-            if self.fill().await? == 0 {
-                return Ok(None);
-            }
-        }
-        Ok(Some(self.buf.drain(..size).collect()))
-    }
-}
+type Conn = shared::smtp::conn::Conn<Stream>;
 
 /// Serves one connection until QUIT, EOF, timeout or an error limit.
 pub async fn run(stream: Stream, mut session: Session, ctx: Arc<Context>) -> std::io::Result<()> {
-    let mut conn = Conn {
-        stream,
-        buf: Vec::new(),
-        out: Vec::new(),
-        idle: ctx.idle_timeout,
-    };
+    let mut conn = Conn::new(stream, ctx.idle_timeout);
     conn.write(&session.greeting());
     loop {
         let line = match conn.line().await {
@@ -292,19 +199,14 @@ fn session_remote(session: &Session) -> Option<std::net::IpAddr> {
 
 /// RFC 3207 §5: whatever the client sent after STARTTLS and before the handshake is dropped.
 async fn start_tls(mut conn: Conn, ctx: &Context) -> std::io::Result<Conn> {
-    conn.buf.clear();
+    conn.discard_input();
     let (Stream::Plain(tcp), Some(acceptor)) = (conn.stream, ctx.tls.as_ref()) else {
         return Err(std::io::Error::other("STARTTLS without TLS material"));
     };
     let tls = tokio::time::timeout(conn.idle, acceptor.accept(tcp))
         .await
         .map_err(|_| timed_out())??;
-    Ok(Conn {
-        stream: Stream::Tls(Box::new(tls)),
-        buf: Vec::new(),
-        out: Vec::new(),
-        idle: conn.idle,
-    })
+    Ok(Conn::new(Stream::Tls(Box::new(tls)), conn.idle))
 }
 
 async fn queue(session: &mut Session, message: Message, ctx: &Arc<Context>) -> Reply {

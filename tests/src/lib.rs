@@ -406,6 +406,19 @@ impl Server {
         }
     }
 
+    /// The messages in `new/` of `address`'s Maildir under this server's state, sorted.
+    pub fn maildir(&self, address: &str) -> Vec<PathBuf> {
+        let (local, domain) = address.split_once('@').expect("user@domain");
+        let new = self
+            .setup()
+            .path(&format!("state/mail/{domain}/{local}/new"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
     pub fn auth_socket(&self) -> PathBuf {
         self.setup().path("run/auth.sock")
     }

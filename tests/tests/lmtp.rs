@@ -4,21 +4,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use harness::*;
-
-fn maildir_files(server: &Server, address: &str) -> Vec<PathBuf> {
-    let (local, domain) = address.split_once('@').unwrap();
-    let new = server
-        .setup()
-        .path(&format!("state/mail/{domain}/{local}/new"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
 
 fn start() -> Server {
     let setup = Setup::new("[limits]\nmessage_size = 4096\n");
@@ -109,8 +97,8 @@ fn delivers_per_recipient_with_fan_out_tags_and_headers() {
 
     // alice: once (directly and through info, de-duplicated); bob: once (through info and
     // bob+lists, de-duplicated).
-    let alice = maildir_files(&server, "alice@example.test");
-    let bob = maildir_files(&server, "bob@example.test");
+    let alice = server.maildir("alice@example.test");
+    let bob = server.maildir("bob@example.test");
     assert_eq!((alice.len(), bob.len()), (1, 1), "{alice:?} {bob:?}");
     let text = std::fs::read_to_string(&alice[0]).unwrap();
     assert!(text.starts_with("Return-Path: <sender@elsewhere.net>\nDelivered-To: alice@example.test\nSubject: hello\n"), "{text}");
@@ -192,12 +180,12 @@ fn pipelined_transaction_and_refused_messages() {
     w.write_all(b"NOOP\r\n").unwrap();
     assert!(read_reply().starts_with("250"));
     assert_eq!(
-        maildir_files(&server, "alice@example.test").len(),
+        server.maildir("alice@example.test").len(),
         1,
         "only the piped message"
     );
     assert_eq!(
-        maildir_files(&server, "bob@example.test").len(),
+        server.maildir("bob@example.test").len(),
         1,
         "only the piped message"
     );
@@ -221,7 +209,7 @@ fn maildirs_belong_to_the_mail_user() {
     for path in [
         dir.clone(),
         dir.join("new"),
-        maildir_files(&server, "alice@example.test")[0].clone(),
+        server.maildir("alice@example.test")[0].clone(),
     ] {
         let meta = std::fs::metadata(Path::new(&path)).unwrap();
         assert_eq!(meta.uid(), mail.uid.as_raw(), "{}", path.display());

@@ -2,8 +2,6 @@
 //! submission on 587 (STARTTLS + AUTH) and 465, the policy of each listener, relay refusals,
 //! sender restrictions, PIPELINING, BDAT, SMTPUTF8, size limits; mail ends up in Maildirs.
 
-use std::path::PathBuf;
-
 use harness::*;
 
 fn start() -> Server {
@@ -17,24 +15,13 @@ fn start() -> Server {
     setup.start()
 }
 
-fn maildir(server: &Server, address: &str) -> Vec<PathBuf> {
-    let (local, domain) = address.split_once('@').unwrap();
-    let new = server
-        .setup()
-        .path(&format!("state/mail/{domain}/{local}/new"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
 /// Waits until `address` has `n` messages and returns them.
 fn wait_mail(server: &Server, address: &str, n: usize) -> Vec<String> {
     wait_until(&format!("{n} message(s) for {address}"), || {
-        maildir(server, address).len() >= n
+        server.maildir(address).len() >= n
     });
-    maildir(server, address)
+    server
+        .maildir(address)
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
@@ -104,7 +91,7 @@ s.quit()
     let alice = wait_mail(&server, "alice@example.test", 1);
     let bob = wait_mail(&server, "bob@example.test", 1);
     assert_eq!(
-        maildir(&server, "alice@example.test").len(),
+        server.maildir("alice@example.test").len(),
         1,
         "alice once, though named twice"
     );

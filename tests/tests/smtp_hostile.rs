@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::*;
@@ -66,16 +65,6 @@ impl Client {
     }
 }
 
-fn maildir(server: &Server, address: &str) -> Vec<PathBuf> {
-    let (local, domain) = address.split_once('@').unwrap();
-    let new = server
-        .setup()
-        .path(&format!("state/mail/{domain}/{local}/new"));
-    std::fs::read_dir(&new)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
-}
-
 fn still_served(server: &Server) {
     let mut c = Client::connect(server);
     assert!(c.cmd("EHLO again").starts_with("250"));
@@ -100,7 +89,7 @@ fn a_whole_pipelined_transaction_in_one_write() {
         assert!(got.starts_with(e), "expected {e:?}, got {got:?}");
     }
     wait_until("delivery", || {
-        maildir(&server, "alice@example.test").len() == 1
+        server.maildir("alice@example.test").len() == 1
     });
 }
 
@@ -158,7 +147,7 @@ fn smuggling_sequences_are_refused_and_nothing_is_delivered() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        maildir(&server, "alice@example.test").is_empty(),
+        server.maildir("alice@example.test").is_empty(),
         "a smuggled message was delivered"
     );
     still_served(&server);
@@ -261,9 +250,9 @@ fn bdat_chunks_and_utf8_addresses_are_delivered_intact() {
     c.send(format!("BDAT {} LAST\r\n{part2}", part2.len()).as_bytes());
     assert!(c.reply().starts_with("250 2.0.0 OK queued"));
     wait_until("delivery", || {
-        maildir(&server, "jörg@example.test").len() == 1
+        server.maildir("jörg@example.test").len() == 1
     });
-    let text = std::fs::read_to_string(&maildir(&server, "jörg@example.test")[0]).unwrap();
+    let text = std::fs::read_to_string(&server.maildir("jörg@example.test")[0]).unwrap();
     assert!(
         text.contains("Return-Path: <sénder@élsewhere.net>"),
         "{text}"

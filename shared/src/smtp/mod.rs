@@ -1,7 +1,8 @@
 //! What SMTP (RFC 5321) and LMTP (RFC 2033) servers share: the reply type with named reply
-//! constants, command-line framing with a length limit, and the DATA receiver. Commands are
-//! parsed by the `smtp-proto` crate. No I/O here.
+//! constants, the connection framing (`conn`), and the DATA receiver. Commands are
+//! parsed by the `smtp-proto` crate. Only `conn` touches a socket.
 
+pub mod conn;
 mod data;
 mod reply;
 
