@@ -167,9 +167,9 @@ async fn deliver_one(manager: &Manager, id: &str) -> Option<Duration> {
     let owned = id.to_string();
     let write = tokio::task::spawn_blocking(move || {
         if all_delivered {
-            queue.remove(&owned)
+            queue.remove(&owned, &status)
         } else {
-            queue.save_status(&owned, &status)
+            queue.save_status(&owned, &mut status)
         }
     })
     .await;

@@ -406,6 +406,20 @@ impl Server {
         }
     }
 
+    /// Files in the queue directory other than the reusable `.pool.*` files: messages,
+    /// status files and half-written temporaries.
+    pub fn queued(&self) -> Vec<String> {
+        std::fs::read_dir(self.setup().path("state/queue"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| !n.starts_with(".pool."))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The messages in `new/` of `address`'s Maildir under this server's state, sorted.
     pub fn maildir(&self, address: &str) -> Vec<PathBuf> {
         let (local, domain) = address.split_once('@').expect("user@domain");
