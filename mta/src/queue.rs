@@ -55,6 +55,24 @@ pub struct Status {
     pub on_disk: bool,
 }
 
+/// A message just stored, kept in memory so the first delivery attempt need not read it back.
+pub struct Queued {
+    pub stored: Stored,
+    /// The Received: header and the message, as in the file after the envelope line.
+    pub body: Vec<u8>,
+}
+
+impl Queued {
+    /// Nothing delivered yet, no status file.
+    pub fn fresh_status(&self) -> Status {
+        Status {
+            recipients: vec![RcptState::Pending; self.stored.envelope.recipients.len()],
+            attempts: 0,
+            on_disk: false,
+        }
+    }
+}
+
 /// Files kept for reuse at most (beyond that, delivered files are unlinked).
 const POOL_MAX: usize = 512;
 
@@ -125,9 +143,9 @@ impl Queue {
         self.dir.join(format!("{id}.status"))
     }
 
-    /// Stores a message durably and returns its queue id. When this returns Ok the message
-    /// survives a crash (file and directory fsynced).
-    pub fn store(&self, message: &Message, date: &str) -> std::io::Result<String> {
+    /// Stores a message durably. When this returns Ok the message survives a crash (file and
+    /// directory fsynced).
+    pub fn store(&self, message: &Message, date: &str) -> std::io::Result<Queued> {
         let id = self.new_id();
         let stored = Stored {
             id: id.clone(),
@@ -144,7 +162,10 @@ impl Queue {
             Some(pooled) => write_reused(&pooled, &self.dir_sync, &path, &parts)?,
             None => write_atomic(&self.dir, &self.dir_sync, &path, &parts)?,
         }
-        Ok(id)
+        Ok(Queued {
+            stored,
+            body: [received.as_bytes(), &message.body].concat(),
+        })
     }
 
     /// A pool file whose rename into the pool is durable.
@@ -361,11 +382,16 @@ mod tests {
     fn store_load_status_remove() {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path(), "mx.example.test").unwrap();
-        let id = q
+        let queued = q
             .store(&message(), "Tue, 24 Nov 2026 09:30:00 +0000")
             .unwrap();
+        let id = queued.stored.id.clone();
         assert_eq!(q.list().unwrap(), vec![id.clone()]);
         let (stored, body, status) = q.load(&id).unwrap();
+        assert_eq!(
+            body, queued.body,
+            "what the first attempt delivers is what was stored"
+        );
         assert_eq!(stored.envelope.envid.as_deref(), Some("E1"));
         assert_eq!(status.recipients, vec![RcptState::Pending]);
         let text = String::from_utf8(body).unwrap();
@@ -405,17 +431,17 @@ mod tests {
         let q = Queue::open(dir.path(), "mx.example.test").unwrap();
         let mut big = message();
         big.body = vec![b'x'; 10_000];
-        let first = q.store(&big, "date").unwrap();
+        let first = q.store(&big, "date").unwrap().stored.id;
         let (_, _, status) = q.load(&first).unwrap();
         q.remove(&first, &status).unwrap();
         let pooled = q.pool.free.lock().unwrap()[0].0.clone();
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
         let pooled_inode = inode(&pooled);
         // The pool rename is not yet synced: a new message gets a new file...
-        let second = q.store(&message(), "date").unwrap();
+        let second = q.store(&message(), "date").unwrap().stored.id;
         assert_ne!(inode(&q.msg_path(&second)), pooled_inode);
         // ...whose directory sync made the pooled file reusable.
-        let third = q.store(&message(), "date").unwrap();
+        let third = q.store(&message(), "date").unwrap().stored.id;
         assert_eq!(inode(&q.msg_path(&third)), pooled_inode);
         let (stored, body, _) = q.load(&third).unwrap();
         assert_eq!(stored.id, third);
@@ -429,7 +455,7 @@ mod tests {
         drop(q);
         let q = Queue::open(dir.path(), "mx.example.test").unwrap();
         assert_eq!(q.list().unwrap(), vec![second.clone()]);
-        let fourth = q.store(&message(), "date").unwrap();
+        let fourth = q.store(&message(), "date").unwrap().stored.id;
         assert_eq!(inode(&q.msg_path(&fourth)), pooled_inode);
     }
 
