@@ -8,6 +8,8 @@ pub mod conn;
 pub mod frame;
 pub mod parser;
 pub mod response;
+#[cfg(test)]
+mod testutil;
 
 use shared::daemon::Context;
 

@@ -109,8 +109,8 @@ impl Parser<'_> {
         })
     }
 
+    /// One key; parentheses count as nesting in `paren_list`, NOT and OR in `search_word`.
     fn search_key(&mut self) -> PResult<SearchKey> {
-        self.enter()?;
         let key = match self.peek() {
             Some(b'(') => {
                 let mut keys = self.paren_list(false, |p| p.search_key())?;
@@ -126,7 +126,6 @@ impl Parser<'_> {
                 self.search_word(word.as_bytes())?
             }
         };
-        self.leave();
         Ok(key)
     }
 
@@ -192,13 +191,19 @@ impl Parser<'_> {
             }
             b"NOT" => {
                 self.sp()?;
-                Not(Box::new(self.search_key()?))
+                self.enter()?;
+                let key = Not(Box::new(self.search_key()?));
+                self.leave();
+                key
             }
             b"OR" => {
                 self.sp()?;
+                self.enter()?;
                 let a = self.search_key()?;
                 self.sp()?;
-                Or(Box::new(a), Box::new(self.search_key()?))
+                let key = Or(Box::new(a), Box::new(self.search_key()?));
+                self.leave();
+                key
             }
             b"MODSEQ" => self.modseq_key()?,
             _ => return self.syntax("Unknown search key"),
