@@ -197,3 +197,160 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         &mut self.stream
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
+
+    use super::*;
+    use crate::command::CommandBody;
+    use crate::frame::RefuseReason;
+    use crate::response::Status;
+
+    /// A stream that counts the writes that reach it.
+    struct Counting {
+        inner: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    fn pair(limits: Limits) -> (DuplexStream, Conn<DuplexStream>) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        (client, Conn::new(server, limits, Duration::from_secs(5)))
+    }
+
+    async fn read_exact(client: &mut DuplexStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut buf)).await.unwrap().unwrap();
+        buf
+    }
+
+    fn ok(tag: &[u8]) -> Response<'_> {
+        Response::Tagged { tag, status: Status::Ok, code: None, text: "done" }
+    }
+
+    #[tokio::test]
+    async fn continuation_is_sent_before_the_literal_is_read() {
+        let (mut client, mut conn) = pair(Limits::default());
+        let server = tokio::spawn(async move { conn.command().await.unwrap() });
+        client.write_all(b"a LOGIN {5}\r\n").await.unwrap();
+        // The client sends nothing more until it has the continuation.
+        assert_eq!(read_exact(&mut client, 6).await, b"+ OK\r\n");
+        client.write_all(b"alice {6+}\r\nsecret\r\n").await.unwrap();
+        let Input::Command(cmd) = server.await.unwrap() else { panic!() };
+        assert_eq!(cmd.body, CommandBody::Login { user: b"alice".to_vec(), password: b"secret".to_vec() });
+    }
+
+    #[tokio::test]
+    async fn too_large_literal_is_refused_without_reading_it() {
+        let limits = Limits { max_literal: 10, ..Limits::default() };
+        let (mut client, mut conn) = pair(limits);
+        client.write_all(b"a APPEND INBOX {1000}\r\n").await.unwrap();
+        let Input::Refused(r) = conn.command().await.unwrap() else { panic!() };
+        assert_eq!((r.reason, r.close), (RefuseReason::LiteralTooBig, false));
+        r.encode(conn.out());
+        client.write_all(b"b NOOP\r\n").await.unwrap();
+        let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+        assert_eq!(cmd.tag, b"b");
+        // No continuation went out: only the refusal.
+        let expected = b"a NO [TOOBIG] Literal too large\r\n";
+        assert_eq!(read_exact(&mut client, expected.len()).await, expected);
+    }
+
+    #[tokio::test]
+    async fn too_large_non_synchronizing_literal_closes() {
+        let limits = Limits { max_literal: 10, ..Limits::default() };
+        let (mut client, mut conn) = pair(limits);
+        client.write_all(b"a APPEND INBOX {1000+}\r\nxxxxxxxxxxxx").await.unwrap();
+        let Input::Refused(r) = conn.command().await.unwrap() else { panic!() };
+        assert!(r.close);
+    }
+
+    #[tokio::test]
+    async fn pipelined_responses_leave_in_one_write() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let stream = Counting { inner: server, writes: writes.clone() };
+        let mut conn = Conn::new(stream, Limits::default(), Duration::from_secs(5));
+        let mut client = client;
+        client.write_all(b"a NOOP\r\nb NOOP\r\nc NOOP\r\n").await.unwrap();
+        for tag in [&b"a"[..], b"b", b"c"] {
+            let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+            assert_eq!(cmd.tag, tag);
+            conn.send(&ok(tag));
+            assert_eq!(writes.load(Ordering::SeqCst), 0, "nothing sent while input is pending");
+        }
+        assert!(!conn.has_pending_input());
+        let reader = tokio::spawn(async move { (read_exact(&mut client, 33).await, client) });
+        // The next read finds the buffer empty: everything owed goes out first, at once.
+        let next = tokio::time::timeout(Duration::from_millis(200), conn.command()).await;
+        assert!(next.is_err(), "no more input");
+        let (got, _client) = reader.await.unwrap();
+        assert_eq!(got, b"a OK done\r\nb OK done\r\nc OK done\r\n");
+        assert_eq!(writes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn starttls_drops_pipelined_plaintext() {
+        let (mut client, mut conn) = pair(Limits::default());
+        client.write_all(b"a STARTTLS\r\nb LOGIN evil injected\r\n").await.unwrap();
+        let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+        assert_eq!(cmd.body, CommandBody::StartTls);
+        conn.send(&ok(b"a"));
+        let (stream, dropped) = conn.into_stream_for_tls().await.unwrap();
+        assert_eq!(dropped, b"b LOGIN evil injected\r\n".len());
+        assert_eq!(read_exact(&mut client, 11).await, b"a OK done\r\n");
+        // The handshake would run on `stream` here; the new connection starts empty.
+        let mut conn = Conn::new(stream, Limits::default(), Duration::from_secs(5));
+        client.write_all(b"c NOOP\r\n").await.unwrap();
+        let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+        assert_eq!(cmd.tag, b"c");
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_eof_and_raw_lines() {
+        let (client, mut conn) = pair(Limits::default());
+        conn.idle = Duration::from_millis(50);
+        let err = conn.command().await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        conn.idle = Duration::from_secs(5);
+        let mut client = client;
+        client.write_all(b"DONE\r\nAGpvZQ==\n").await.unwrap();
+        assert_eq!(conn.line(100).await.unwrap(), Line::Complete(b"DONE".to_vec()));
+        assert_eq!(conn.line(100).await.unwrap(), Line::Complete(b"AGpvZQ==".to_vec()));
+        client.write_all(&[b'x'; 300]).await.unwrap();
+        client.write_all(b"\r\na LOGIN {5}\r\nab").await.unwrap();
+        assert_eq!(conn.line(100).await.unwrap(), Line::TooLong);
+        let reader = tokio::spawn(async move {
+            let got = read_exact(&mut client, 6).await;
+            drop(client);
+            got
+        });
+        let input = conn.command().await.unwrap();
+        assert!(matches!(input, Input::Eof { mid_command: true }), "{input:?}");
+        assert_eq!(reader.await.unwrap(), b"+ OK\r\n");
+    }
+}
