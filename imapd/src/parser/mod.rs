@@ -6,6 +6,8 @@
 
 mod commands;
 mod fetch;
+#[cfg(test)]
+mod roundtrip;
 mod search;
 #[cfg(test)]
 mod tests;
