@@ -125,11 +125,18 @@ fn encode_fetch(msgs: &[Cached], enc: Encoding) -> (usize, f64) {
         let system = SystemFlags(if m.uid % 3 == 0 { SystemFlags::SEEN } else { 0 });
         let attrs = [
             FetchAttr::Uid(m.uid),
-            FetchAttr::Flags { system, keywords: &[] },
+            FetchAttr::Flags {
+                system,
+                keywords: &[],
+            },
             FetchAttr::Rfc822Size(m.size),
             FetchAttr::Envelope(&envelope),
         ];
-        Response::Data(Data::Fetch { seq: seq as u32 + 1, attrs: &attrs }).encode(&mut out, enc);
+        Response::Data(Data::Fetch {
+            seq: seq as u32 + 1,
+            attrs: &attrs,
+        })
+        .encode(&mut out, enc);
         // As the connection does: written out every 256 KiB.
         if out.len() >= 256 * 1024 {
             total += out.len();

@@ -111,7 +111,7 @@ pub enum CommandBody {
         mailbox: Vec<u8>,
     },
     /// RFC 2971 §3.1: field/value pairs, or NIL.
-    Id(Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>),
+    Id(Option<Vec<IdField>>),
     /// RFC 9208 §4.
     GetQuota(Vec<u8>),
     GetQuotaRoot(Vec<u8>),
@@ -133,8 +133,12 @@ impl CommandBody {
             Authenticate { .. } => "AUTHENTICATE",
             Login { .. } => "LOGIN",
             Enable(_) => "ENABLE",
-            Select { read_only: false, .. } => "SELECT",
-            Select { read_only: true, .. } => "EXAMINE",
+            Select {
+                read_only: false, ..
+            } => "SELECT",
+            Select {
+                read_only: true, ..
+            } => "EXAMINE",
             Create { .. } => "CREATE",
             Delete(_) => "DELETE",
             Rename { .. } => "RENAME",
@@ -163,6 +167,9 @@ impl CommandBody {
         }
     }
 }
+
+/// One field of ID and its value (RFC 2971 §3.3).
+pub type IdField = (Vec<u8>, Option<Vec<u8>>);
 
 /// QRESYNC's SELECT parameter (RFC 7162 §3.2.5).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,9 @@ pub enum Input {
     /// [`Refusal::encode`], and close the connection when `close` says so.
     Refused(Refusal),
     /// The client closed; `mid_command` when it left a command unfinished.
-    Eof { mid_command: bool },
+    Eof {
+        mid_command: bool,
+    },
 }
 
 /// What reading a raw line gave.
@@ -43,6 +45,9 @@ const CONTINUATION: &[u8] = b"+ OK\r\n";
 /// Output is written out once this much is queued, even before the input is used up, so
 /// that a large FETCH does not sit whole in memory.
 const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Input buffer capacity kept between commands.
+const BUF_KEEP: usize = 1024 * 1024;
 
 pub fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "idle timeout")
@@ -97,6 +102,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Step::Command(n) => {
                     let parsed = parse_command(&self.buf[..n], &self.parse_limits);
                     self.buf.drain(..n);
+                    // A large APPEND leaves a large buffer behind: give it back.
+                    if self.buf.is_empty() && self.buf.capacity() > BUF_KEEP {
+                        self.buf = Vec::new();
+                    }
                     return Ok(match parsed {
                         Ok(cmd) => Input::Command(cmd),
                         Err(e) => Input::Bad(e),
@@ -219,20 +228,31 @@ mod tests {
     }
 
     impl AsyncRead for Counting {
-        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
             Pin::new(&mut self.inner).poll_read(cx, buf)
         }
     }
 
     impl AsyncWrite for Counting {
-        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
             self.writes.fetch_add(1, Ordering::SeqCst);
             Pin::new(&mut self.inner).poll_write(cx, buf)
         }
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Pin::new(&mut self.inner).poll_flush(cx)
         }
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
             Pin::new(&mut self.inner).poll_shutdown(cx)
         }
     }
@@ -244,12 +264,20 @@ mod tests {
 
     async fn read_exact(client: &mut DuplexStream, n: usize) -> Vec<u8> {
         let mut buf = vec![0; n];
-        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut buf)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         buf
     }
 
     fn ok(tag: &[u8]) -> Response<'_> {
-        Response::Tagged { tag, status: Status::Ok, code: None, text: "done" }
+        Response::Tagged {
+            tag,
+            status: Status::Ok,
+            code: None,
+            text: "done",
+        }
     }
 
     #[tokio::test]
@@ -260,20 +288,38 @@ mod tests {
         // The client sends nothing more until it has the continuation.
         assert_eq!(read_exact(&mut client, 6).await, b"+ OK\r\n");
         client.write_all(b"alice {6+}\r\nsecret\r\n").await.unwrap();
-        let Input::Command(cmd) = server.await.unwrap() else { panic!() };
-        assert_eq!(cmd.body, CommandBody::Login { user: b"alice".to_vec(), password: b"secret".to_vec() });
+        let Input::Command(cmd) = server.await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            cmd.body,
+            CommandBody::Login {
+                user: b"alice".to_vec(),
+                password: b"secret".to_vec()
+            }
+        );
     }
 
     #[tokio::test]
     async fn too_large_literal_is_refused_without_reading_it() {
-        let limits = Limits { max_literal: 10, ..Limits::default() };
+        let limits = Limits {
+            max_literal: 10,
+            ..Limits::default()
+        };
         let (mut client, mut conn) = pair(limits);
-        client.write_all(b"a APPEND INBOX {1000}\r\n").await.unwrap();
-        let Input::Refused(r) = conn.command().await.unwrap() else { panic!() };
+        client
+            .write_all(b"a APPEND INBOX {1000}\r\n")
+            .await
+            .unwrap();
+        let Input::Refused(r) = conn.command().await.unwrap() else {
+            panic!()
+        };
         assert_eq!((r.reason, r.close), (RefuseReason::LiteralTooBig, false));
         r.encode(conn.out());
         client.write_all(b"b NOOP\r\n").await.unwrap();
-        let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+        let Input::Command(cmd) = conn.command().await.unwrap() else {
+            panic!()
+        };
         assert_eq!(cmd.tag, b"b");
         // No continuation went out: only the refusal.
         let expected = b"a NO [TOOBIG] Literal too large\r\n";
@@ -282,10 +328,18 @@ mod tests {
 
     #[tokio::test]
     async fn too_large_non_synchronizing_literal_closes() {
-        let limits = Limits { max_literal: 10, ..Limits::default() };
+        let limits = Limits {
+            max_literal: 10,
+            ..Limits::default()
+        };
         let (mut client, mut conn) = pair(limits);
-        client.write_all(b"a APPEND INBOX {1000+}\r\nxxxxxxxxxxxx").await.unwrap();
-        let Input::Refused(r) = conn.command().await.unwrap() else { panic!() };
+        client
+            .write_all(b"a APPEND INBOX {1000+}\r\nxxxxxxxxxxxx")
+            .await
+            .unwrap();
+        let Input::Refused(r) = conn.command().await.unwrap() else {
+            panic!()
+        };
         assert!(r.close);
     }
 
@@ -293,15 +347,27 @@ mod tests {
     async fn pipelined_responses_leave_in_one_write() {
         let (client, server) = tokio::io::duplex(1 << 16);
         let writes = Arc::new(AtomicUsize::new(0));
-        let stream = Counting { inner: server, writes: writes.clone() };
+        let stream = Counting {
+            inner: server,
+            writes: writes.clone(),
+        };
         let mut conn = Conn::new(stream, Limits::default(), Duration::from_secs(5));
         let mut client = client;
-        client.write_all(b"a NOOP\r\nb NOOP\r\nc NOOP\r\n").await.unwrap();
+        client
+            .write_all(b"a NOOP\r\nb NOOP\r\nc NOOP\r\n")
+            .await
+            .unwrap();
         for tag in [&b"a"[..], b"b", b"c"] {
-            let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+            let Input::Command(cmd) = conn.command().await.unwrap() else {
+                panic!()
+            };
             assert_eq!(cmd.tag, tag);
             conn.send(&ok(tag));
-            assert_eq!(writes.load(Ordering::SeqCst), 0, "nothing sent while input is pending");
+            assert_eq!(
+                writes.load(Ordering::SeqCst),
+                0,
+                "nothing sent while input is pending"
+            );
         }
         assert!(!conn.has_pending_input());
         let reader = tokio::spawn(async move { (read_exact(&mut client, 33).await, client) });
@@ -316,8 +382,13 @@ mod tests {
     #[tokio::test]
     async fn starttls_drops_pipelined_plaintext() {
         let (mut client, mut conn) = pair(Limits::default());
-        client.write_all(b"a STARTTLS\r\nb LOGIN evil injected\r\n").await.unwrap();
-        let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+        client
+            .write_all(b"a STARTTLS\r\nb LOGIN evil injected\r\n")
+            .await
+            .unwrap();
+        let Input::Command(cmd) = conn.command().await.unwrap() else {
+            panic!()
+        };
         assert_eq!(cmd.body, CommandBody::StartTls);
         conn.send(&ok(b"a"));
         let (stream, dropped) = conn.into_stream_for_tls().await.unwrap();
@@ -326,7 +397,9 @@ mod tests {
         // The handshake would run on `stream` here; the new connection starts empty.
         let mut conn = Conn::new(stream, Limits::default(), Duration::from_secs(5));
         client.write_all(b"c NOOP\r\n").await.unwrap();
-        let Input::Command(cmd) = conn.command().await.unwrap() else { panic!() };
+        let Input::Command(cmd) = conn.command().await.unwrap() else {
+            panic!()
+        };
         assert_eq!(cmd.tag, b"c");
     }
 
@@ -339,8 +412,14 @@ mod tests {
         conn.idle = Duration::from_secs(5);
         let mut client = client;
         client.write_all(b"DONE\r\nAGpvZQ==\n").await.unwrap();
-        assert_eq!(conn.line(100).await.unwrap(), Line::Complete(b"DONE".to_vec()));
-        assert_eq!(conn.line(100).await.unwrap(), Line::Complete(b"AGpvZQ==".to_vec()));
+        assert_eq!(
+            conn.line(100).await.unwrap(),
+            Line::Complete(b"DONE".to_vec())
+        );
+        assert_eq!(
+            conn.line(100).await.unwrap(),
+            Line::Complete(b"AGpvZQ==".to_vec())
+        );
         client.write_all(&[b'x'; 300]).await.unwrap();
         client.write_all(b"\r\na LOGIN {5}\r\nab").await.unwrap();
         assert_eq!(conn.line(100).await.unwrap(), Line::TooLong);
@@ -350,7 +429,10 @@ mod tests {
             got
         });
         let input = conn.command().await.unwrap();
-        assert!(matches!(input, Input::Eof { mid_command: true }), "{input:?}");
+        assert!(
+            matches!(input, Input::Eof { mid_command: true }),
+            "{input:?}"
+        );
         assert_eq!(reader.await.unwrap(), b"+ OK\r\n");
     }
 }

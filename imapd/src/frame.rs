@@ -216,7 +216,13 @@ impl Framer {
         Some(self.refuse(buf, lf + 1, reason, Some(m)))
     }
 
-    fn refuse(&mut self, buf: &[u8], consumed: usize, reason: RefuseReason, m: Option<Marker>) -> Step {
+    fn refuse(
+        &mut self,
+        buf: &[u8],
+        consumed: usize,
+        reason: RefuseReason,
+        m: Option<Marker>,
+    ) -> Step {
         let tag = peek_tag(buf);
         *self = Framer::default();
         Step::Refuse(Refusal {
@@ -309,8 +315,20 @@ mod tests {
     #[test]
     fn markers() {
         let m = |s: &[u8]| literal_marker(s);
-        assert_eq!(m(b"a {3}\r\n"), Some(Marker { len: Some(3), non_sync: false }));
-        assert_eq!(m(b"a ~{3+}\n"), Some(Marker { len: Some(3), non_sync: true }));
+        assert_eq!(
+            m(b"a {3}\r\n"),
+            Some(Marker {
+                len: Some(3),
+                non_sync: false
+            })
+        );
+        assert_eq!(
+            m(b"a ~{3+}\n"),
+            Some(Marker {
+                len: Some(3),
+                non_sync: true
+            })
+        );
         assert_eq!(m(b"a {99999999999999999999999}\r\n").unwrap().len, None);
         assert_eq!(m(b"a {}\r\n"), None);
         assert_eq!(m(b"{3}\r\n").map(|m| m.len), Some(Some(3)));

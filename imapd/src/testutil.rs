@@ -15,7 +15,10 @@ pub enum Event {
 }
 
 /// Feeds `chunks` one after the other; returns the events and the bytes left unframed.
-pub fn drive<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limits: &Limits) -> (Vec<Event>, usize) {
+pub fn drive<'a>(
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    limits: &Limits,
+) -> (Vec<Event>, usize) {
     let mut framer = Framer::new();
     let mut buf = Vec::new();
     let mut events = Vec::new();
@@ -29,7 +32,10 @@ pub fn drive<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limits: &Limits) ->
                     buf.drain(..n);
                 }
                 Step::Command(n) => {
-                    events.push(Event::Command(parse_command(&buf[..n], &ParseLimits::default())));
+                    events.push(Event::Command(parse_command(
+                        &buf[..n],
+                        &ParseLimits::default(),
+                    )));
                     buf.drain(..n);
                 }
                 Step::Refuse(r) => {
@@ -55,10 +61,20 @@ pub fn trickle(input: &[u8], limits: &Limits) -> Vec<Event> {
     let whole = drive([input], limits);
     for at in 0..=input.len() {
         let (a, b) = input.split_at(at);
-        assert_eq!(drive([a, b], limits), whole, "split at {at} of {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            drive([a, b], limits),
+            whole,
+            "split at {at} of {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     let bytes = drive(input.chunks(1), limits);
-    assert_eq!(bytes, whole, "byte by byte: {:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        bytes,
+        whole,
+        "byte by byte: {:?}",
+        String::from_utf8_lossy(input)
+    );
     whole.0
 }
 

@@ -210,7 +210,11 @@ impl Parser<'_> {
                 }
                 p.sp()?;
                 let flags = p.flag_list()?;
-                special_use.extend(flags.iter().map(|f| String::from_utf8_lossy(f).into_owned()));
+                special_use.extend(
+                    flags
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned()),
+                );
                 Ok(())
             })?;
         }

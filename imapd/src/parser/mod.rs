@@ -175,7 +175,11 @@ impl<'a> Parser<'a> {
     }
 
     fn expect(&mut self, b: u8, what: &'static str) -> PResult<()> {
-        if self.eat(b) { Ok(()) } else { self.syntax(what) }
+        if self.eat(b) {
+            Ok(())
+        } else {
+            self.syntax(what)
+        }
     }
 
     fn sp(&mut self) -> PResult<()> {
@@ -275,7 +279,10 @@ impl<'a> Parser<'a> {
         }
         let mut n: u64 = 0;
         for &c in d {
-            n = match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(c - b'0'))) {
+            n = match n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(c - b'0')))
+            {
                 Some(n) => n,
                 None => return self.err(ErrorKind::NumberTooLarge),
             };
@@ -448,7 +455,11 @@ impl<'a> Parser<'a> {
         let mut ranges = Vec::new();
         loop {
             let a = self.seq_number()?;
-            let b = if self.eat(b':') { self.seq_number()? } else { a };
+            let b = if self.eat(b':') {
+                self.seq_number()?
+            } else {
+                a
+            };
             ranges.push((a, b));
             if !self.eat(b',') {
                 return Ok(SequenceSet::Ranges(ranges));
@@ -458,8 +469,8 @@ impl<'a> Parser<'a> {
 
     fn month(&mut self) -> PResult<u8> {
         const MONTHS: [&[u8]; 12] = [
-            b"JAN", b"FEB", b"MAR", b"APR", b"MAY", b"JUN", b"JUL", b"AUG", b"SEP", b"OCT",
-            b"NOV", b"DEC",
+            b"JAN", b"FEB", b"MAR", b"APR", b"MAY", b"JUN", b"JUL", b"AUG", b"SEP", b"OCT", b"NOV",
+            b"DEC",
         ];
         let m = self.s.get(self.i..self.i + 3).unwrap_or_default();
         match MONTHS.iter().position(|n| n.eq_ignore_ascii_case(m)) {

@@ -48,7 +48,10 @@ fn set(out: &mut Vec<u8>, s: &SequenceSet) {
     match s {
         SequenceSet::Saved => out.push(b'$'),
         SequenceSet::Ranges(r) => {
-            let parts: Vec<String> = r.iter().map(|(a, b)| format!("{}:{}", n(a), n(b))).collect();
+            let parts: Vec<String> = r
+                .iter()
+                .map(|(a, b)| format!("{}:{}", n(a), n(b)))
+                .collect();
             out.extend_from_slice(parts.join(",").as_bytes());
         }
     }
@@ -86,7 +89,9 @@ fn key(out: &mut Vec<u8>, k: &SearchKey, form: Form) {
             string(out, s, form);
         }
         SearchKey::Larger(n) => out.extend_from_slice(format!("LARGER {n}").as_bytes()),
-        SearchKey::Since(d) => out.extend_from_slice(format!("SINCE {}-Mar-{}", d.day, d.year).as_bytes()),
+        SearchKey::Since(d) => {
+            out.extend_from_slice(format!("SINCE {}-Mar-{}", d.day, d.year).as_bytes())
+        }
         SearchKey::Seen => out.extend_from_slice(b"SEEN"),
         other => panic!("not generated: {other:?}"),
     }
@@ -121,7 +126,10 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn seq_set() -> impl Strategy<Value = SequenceSet> {
-    let num = prop_oneof![(1u32..=u32::MAX).prop_map(SeqNumber::Value), Just(SeqNumber::Largest)];
+    let num = prop_oneof![
+        (1u32..=u32::MAX).prop_map(SeqNumber::Value),
+        Just(SeqNumber::Largest)
+    ];
     prop_oneof![
         Just(SequenceSet::Saved),
         proptest::collection::vec((num.clone(), num), 1..4).prop_map(SequenceSet::Ranges),
@@ -133,14 +141,19 @@ fn search_key() -> impl Strategy<Value = SearchKey> {
         Just(SearchKey::Seen),
         bytes().prop_map(SearchKey::Subject),
         (0u64..1 << 40).prop_map(SearchKey::Larger),
-        (1u8..=31, 1000u16..=9999).prop_map(|(day, year)| SearchKey::Since(Date { year, month: 3, day })),
+        (1u8..=31, 1000u16..=9999).prop_map(|(day, year)| SearchKey::Since(Date {
+            year,
+            month: 3,
+            day
+        })),
         seq_set().prop_map(SearchKey::Uid),
         seq_set().prop_map(SearchKey::Sequence),
     ];
     leaf.prop_recursive(4, 16, 3, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 2..4).prop_map(SearchKey::And),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| SearchKey::Or(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone())
+                .prop_map(|(a, b)| SearchKey::Or(Box::new(a), Box::new(b))),
             inner.prop_map(|k| SearchKey::Not(Box::new(k))),
         ]
     })
@@ -150,7 +163,12 @@ fn command() -> impl Strategy<Value = CommandBody> {
     prop_oneof![
         (bytes(), bytes()).prop_map(|(user, password)| CommandBody::Login { user, password }),
         (any::<bool>(), search_key()).prop_map(|(uid, key)| {
-            CommandBody::Search(Search { uid, returns: None, charset: None, key })
+            CommandBody::Search(Search {
+                uid,
+                returns: None,
+                charset: None,
+                key,
+            })
         }),
         (any::<bool>(), seq_set()).prop_map(|(uid, set)| CommandBody::Fetch {
             uid,

@@ -159,7 +159,11 @@ impl Parser<'_> {
             b"KEYWORD" | b"UNKEYWORD" => {
                 self.sp()?;
                 let flag = self.atom()?.to_vec();
-                if word == b"KEYWORD" { Keyword(flag) } else { Unkeyword(flag) }
+                if word == b"KEYWORD" {
+                    Keyword(flag)
+                } else {
+                    Unkeyword(flag)
+                }
             }
             b"BCC" => Bcc(self.sp_astring_key()?),
             b"BODY" => Body(self.sp_astring_key()?),
@@ -178,12 +182,20 @@ impl Parser<'_> {
             b"LARGER" | b"SMALLER" => {
                 self.sp()?;
                 let n = self.number64()?;
-                if word == b"LARGER" { Larger(n) } else { Smaller(n) }
+                if word == b"LARGER" {
+                    Larger(n)
+                } else {
+                    Smaller(n)
+                }
             }
             b"OLDER" | b"YOUNGER" => {
                 self.sp()?;
                 let n = self.nz_number()?;
-                if word == b"OLDER" { Older(n) } else { Younger(n) }
+                if word == b"OLDER" {
+                    Older(n)
+                } else {
+                    Younger(n)
+                }
             }
             b"UID" => {
                 self.sp()?;

@@ -178,7 +178,9 @@ fn select_with_qresync() {
 
 #[test]
 fn list_extended() {
-    let body = one("A01 LIST (SUBSCRIBED) \"\" (\"INBOX\" %) RETURN (CHILDREN STATUS (MESSAGES SIZE))\r\n");
+    let body = one(
+        "A01 LIST (SUBSCRIBED) \"\" (\"INBOX\" %) RETURN (CHILDREN STATUS (MESSAGES SIZE))\r\n",
+    );
     assert_eq!(
         body,
         CommandBody::List(ListCommand {
@@ -203,7 +205,11 @@ fn list_extended() {
 #[test]
 fn append_forms() {
     let date = DateTime {
-        date: Date { year: 1994, month: 2, day: 7 },
+        date: Date {
+            year: 1994,
+            month: 2,
+            day: 7,
+        },
         hour: 21,
         minute: 52,
         second: 25,
@@ -223,28 +229,44 @@ fn append_forms() {
     let CommandBody::Append(a) = one("a APPEND INBOX UTF8 (~{3+}\r\na\0c)\r\n") else {
         panic!()
     };
-    assert_eq!((a.message, a.binary, a.utf8), (b"a\0c".to_vec(), true, true));
+    assert_eq!(
+        (a.message, a.binary, a.utf8),
+        (b"a\0c".to_vec(), true, true)
+    );
 }
 
 #[test]
 fn search_keys_and_returns() {
-    let CommandBody::Search(s) =
-        one("A282 UID SEARCH RETURN (MIN COUNT SAVE) CHARSET utf-8 FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n")
-    else {
+    let CommandBody::Search(s) = one(
+        "A282 UID SEARCH RETURN (MIN COUNT SAVE) CHARSET utf-8 FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+    ) else {
         panic!()
     };
     assert!(s.uid);
-    assert_eq!(s.returns, Some(vec![SearchReturn::Min, SearchReturn::Count, SearchReturn::Save]));
+    assert_eq!(
+        s.returns,
+        Some(vec![
+            SearchReturn::Min,
+            SearchReturn::Count,
+            SearchReturn::Save
+        ])
+    );
     assert_eq!(s.charset.as_deref(), Some("UTF-8"));
     assert_eq!(
         s.key,
         SearchKey::And(vec![
             SearchKey::Flagged,
-            SearchKey::Since(Date { year: 1994, month: 2, day: 1 }),
+            SearchKey::Since(Date {
+                year: 1994,
+                month: 2,
+                day: 1
+            }),
             SearchKey::Not(Box::new(SearchKey::From(b("Smith")))),
         ])
     );
-    let CommandBody::Search(s) = one("a SEARCH OR (SEEN 2:*) $ UID $\r\n") else { panic!() };
+    let CommandBody::Search(s) = one("a SEARCH OR (SEEN 2:*) $ UID $\r\n") else {
+        panic!()
+    };
     assert_eq!(
         s.key,
         SearchKey::And(vec![
@@ -261,19 +283,33 @@ fn search_keys_and_returns() {
             SearchKey::Uid(SequenceSet::Saved),
         ])
     );
-    let CommandBody::Sort { search, criteria } = one("A283 SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n")
+    let CommandBody::Sort { search, criteria } =
+        one("A283 SORT (SUBJECT REVERSE DATE) UTF-8 ALL\r\n")
     else {
         panic!()
     };
     assert_eq!(search.key, SearchKey::All);
-    assert_eq!(criteria[1], SortCriterion { reverse: true, key: SortKey::Date });
+    assert_eq!(
+        criteria[1],
+        SortCriterion {
+            reverse: true,
+            key: SortKey::Date
+        }
+    );
 }
 
 #[test]
 fn fetch_items() {
-    let CommandBody::Fetch { items, changed_since, vanished, uid, .. } = one(
+    let CommandBody::Fetch {
+        items,
+        changed_since,
+        vanished,
+        uid,
+        ..
+    } = one(
         "a UID FETCH 1:* (BODY.PEEK[1.2.HEADER.FIELDS.NOT (Received \"X y\")]<5.10> BINARY[2]) (CHANGEDSINCE 7 VANISHED)\r\n",
-    ) else {
+    )
+    else {
         panic!()
     };
     assert!(uid && vanished);
@@ -292,18 +328,38 @@ fn fetch_items() {
                 },
                 partial: Some((5, 10)),
             },
-            FetchItem::Binary { peek: false, part: vec![2], partial: None },
+            FetchItem::Binary {
+                peek: false,
+                part: vec![2],
+                partial: None
+            },
         ]
     );
-    let CommandBody::Fetch { items, .. } = one("a FETCH 1 ALL\r\n") else { panic!() };
+    let CommandBody::Fetch { items, .. } = one("a FETCH 1 ALL\r\n") else {
+        panic!()
+    };
     assert_eq!(
         items,
-        [FetchItem::Flags, FetchItem::InternalDate, FetchItem::Rfc822Size, FetchItem::Envelope]
+        [
+            FetchItem::Flags,
+            FetchItem::InternalDate,
+            FetchItem::Rfc822Size,
+            FetchItem::Envelope
+        ]
     );
-    let CommandBody::Fetch { items, .. } = one("a FETCH 1 (BODY[] BODY[1])\r\n") else { panic!() };
+    let CommandBody::Fetch { items, .. } = one("a FETCH 1 (BODY[] BODY[1])\r\n") else {
+        panic!()
+    };
     assert_eq!(
         items[1],
-        FetchItem::Section { peek: false, section: Section { part: vec![1], text: None }, partial: None }
+        FetchItem::Section {
+            peek: false,
+            section: Section {
+                part: vec![1],
+                text: None
+            },
+            partial: None
+        }
     );
 }
 
@@ -324,10 +380,18 @@ fn store_with_unchangedsince() {
 
 #[test]
 fn synchronizing_literal_gets_one_continuation_each() {
-    let events = trickle(b"a LOGIN {1}\r\nu {2}\r\npw\r\nb NOOP\r\n", &Limits::default());
+    let events = trickle(
+        b"a LOGIN {1}\r\nu {2}\r\npw\r\nb NOOP\r\n",
+        &Limits::default(),
+    );
     assert!(matches!(
         events.as_slice(),
-        [Event::Continue, Event::Continue, Event::Command(Ok(_)), Event::Command(Ok(_))]
+        [
+            Event::Continue,
+            Event::Continue,
+            Event::Command(Ok(_)),
+            Event::Command(Ok(_))
+        ]
     ));
     // LITERAL+: none.
     let events = trickle(b"a LOGIN {1+}\r\nu {2+}\r\npw\r\n", &Limits::default());
@@ -337,15 +401,33 @@ fn synchronizing_literal_gets_one_continuation_each() {
 #[test]
 fn errors_answer_with_the_tag_when_known() {
     let e = error(b"a FOO\r\n");
-    assert_eq!((e.tag.as_deref(), e.kind), (Some(&b"a"[..]), ErrorKind::UnknownCommand));
+    assert_eq!(
+        (e.tag.as_deref(), e.kind),
+        (Some(&b"a"[..]), ErrorKind::UnknownCommand)
+    );
     let e = error(b"a UID FOO 1\r\n");
     assert_eq!(e.kind, ErrorKind::UnknownCommand);
     let e = error(b"a SELECT\r\n");
-    assert_eq!((e.tag.as_deref(), e.kind), (Some(&b"a"[..]), ErrorKind::Syntax("Expected a space")));
-    assert_eq!(error(b"a NOOP extra\r\n").kind, ErrorKind::Syntax("Unexpected arguments"));
-    assert_eq!(error(b"a FETCH 0 FLAGS\r\n").kind, ErrorKind::Syntax("Expected a non-zero number"));
-    assert_eq!(error(b"a FETCH 99999999999 FLAGS\r\n").kind, ErrorKind::NumberTooLarge);
-    assert_eq!(error(b"a LOGIN \"unterminated\r\n").kind, ErrorKind::Syntax("Unterminated quoted string"));
+    assert_eq!(
+        (e.tag.as_deref(), e.kind),
+        (Some(&b"a"[..]), ErrorKind::Syntax("Expected a space"))
+    );
+    assert_eq!(
+        error(b"a NOOP extra\r\n").kind,
+        ErrorKind::Syntax("Unexpected arguments")
+    );
+    assert_eq!(
+        error(b"a FETCH 0 FLAGS\r\n").kind,
+        ErrorKind::Syntax("Expected a non-zero number")
+    );
+    assert_eq!(
+        error(b"a FETCH 99999999999 FLAGS\r\n").kind,
+        ErrorKind::NumberTooLarge
+    );
+    assert_eq!(
+        error(b"a LOGIN \"unterminated\r\n").kind,
+        ErrorKind::Syntax("Unterminated quoted string")
+    );
     let e = error(b"FOO\r\n");
     assert_eq!((e.tag, e.kind), (None, ErrorKind::MissingTag));
     assert_eq!(error(b"\r\n").kind, ErrorKind::Empty);
@@ -380,18 +462,27 @@ fn nesting_is_bounded() {
     let ok = format!("a SEARCH {}ALL{}\r\n", "(".repeat(20), ")".repeat(20));
     assert_eq!(one(&ok).name(), "SEARCH");
     let deep_list = format!("a STORE 1 FLAGS {}\r\n", "(".repeat(50));
-    assert_eq!(error(deep_list.as_bytes()).kind, ErrorKind::Syntax("Expected an atom"));
+    assert_eq!(
+        error(deep_list.as_bytes()).kind,
+        ErrorKind::Syntax("Expected an atom")
+    );
 }
 
 #[test]
 fn over_long_line_is_refused_and_the_next_command_served() {
-    let limits = Limits { max_line: 100, ..Limits::default() };
+    let limits = Limits {
+        max_line: 100,
+        ..Limits::default()
+    };
     let input = format!("a1 SEARCH TEXT {}\r\na2 NOOP\r\n", "x".repeat(500));
     let events = trickle(input.as_bytes(), &limits);
     let [Event::Refused(r), Event::Command(Ok(c))] = events.as_slice() else {
         panic!("{events:?}")
     };
-    assert_eq!((r.tag.as_deref(), r.reason, r.close), (Some(&b"a1"[..]), RefuseReason::LineTooLong, false));
+    assert_eq!(
+        (r.tag.as_deref(), r.reason, r.close),
+        (Some(&b"a1"[..]), RefuseReason::LineTooLong, false)
+    );
     assert_eq!(c.tag, b"a2");
     // An over-long line that ends in a non-synchronizing literal: the octets that follow
     // cannot be skipped safely.
@@ -402,17 +493,25 @@ fn over_long_line_is_refused_and_the_next_command_served() {
 
 #[test]
 fn literal_limits() {
-    let limits = Limits { max_literal: 10, max_command: 100, ..Limits::default() };
+    let limits = Limits {
+        max_literal: 10,
+        max_command: 100,
+        ..Limits::default()
+    };
     // Synchronizing: refused before the continuation, the client never sends it.
     let events = trickle(b"a APPEND INBOX {11}\r\nb NOOP\r\n", &limits);
-    let [Event::Refused(r), Event::Command(Ok(_))] = events.as_slice() else { panic!("{events:?}") };
+    let [Event::Refused(r), Event::Command(Ok(_))] = events.as_slice() else {
+        panic!("{events:?}")
+    };
     assert_eq!((r.reason, r.close), (RefuseReason::LiteralTooBig, false));
     let mut out = Vec::new();
     r.encode(&mut out);
     assert_eq!(out, b"a NO [TOOBIG] Literal too large\r\n");
     // Non-synchronizing: already on its way, so answer and close.
     let events = trickle(b"a APPEND INBOX {11+}\r\n0123456789a\r\n", &limits);
-    let [Event::Refused(r)] = events.as_slice() else { panic!("{events:?}") };
+    let [Event::Refused(r)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
     assert!(r.close);
     out.clear();
     r.encode(&mut out);
@@ -421,8 +520,16 @@ fn literal_limits() {
         b"a BAD [TOOBIG] Literal too large\r\n* BYE [TOOBIG] Closing: literal data cannot be skipped\r\n"
     );
     // Literals that fit one by one but not together.
-    let events = trickle(b"a LOGIN {10}\r\n0123456789 {10}\r\n", &Limits { max_command: 30, ..limits });
-    assert!(matches!(events.as_slice(), [Event::Continue, Event::Refused(r)] if r.reason == RefuseReason::LiteralTooBig));
+    let events = trickle(
+        b"a LOGIN {10}\r\n0123456789 {10}\r\n",
+        &Limits {
+            max_command: 30,
+            ..limits
+        },
+    );
+    assert!(
+        matches!(events.as_slice(), [Event::Continue, Event::Refused(r)] if r.reason == RefuseReason::LiteralTooBig)
+    );
     // A length that does not fit in 64 bits.
     let events = trickle(b"a LOGIN {99999999999999999999999}\r\n", &limits);
     assert!(matches!(events.as_slice(), [Event::Refused(r)] if !r.close));
@@ -430,11 +537,19 @@ fn literal_limits() {
 
 #[test]
 fn literal_minus() {
-    let limits = Limits { non_sync: NonSync::Minus, ..Limits::default() };
+    let limits = Limits {
+        non_sync: NonSync::Minus,
+        ..Limits::default()
+    };
     let small = format!("a APPEND INBOX {{4096+}}\r\n{}\r\n", "x".repeat(4096));
-    assert!(matches!(trickle(small.as_bytes(), &limits).as_slice(), [Event::Command(Ok(_))]));
+    assert!(matches!(
+        trickle(small.as_bytes(), &limits).as_slice(),
+        [Event::Command(Ok(_))]
+    ));
     let events = trickle(b"a APPEND INBOX {4097+}\r\n", &limits);
-    assert!(matches!(events.as_slice(), [Event::Refused(r)] if r.close && r.reason == RefuseReason::NonSyncTooBig));
+    assert!(
+        matches!(events.as_slice(), [Event::Refused(r)] if r.close && r.reason == RefuseReason::NonSyncTooBig)
+    );
     // A synchronizing literal of the same size is fine.
     let events = trickle(b"a APPEND INBOX {4097}\r\n", &limits);
     assert_eq!(events, [Event::Continue]);
@@ -452,7 +567,10 @@ fn bare_lf_is_accepted() {
     assert_eq!(one("a NOOP\n"), CommandBody::Noop);
     assert_eq!(
         one("a LOGIN {1}\nu p\n"),
-        CommandBody::Login { user: b("u"), password: b("p") }
+        CommandBody::Login {
+            user: b("u"),
+            password: b("p")
+        }
     );
 }
 

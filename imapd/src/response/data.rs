@@ -2,7 +2,7 @@
 //! [`Data`]'s variants), without the final CRLF.
 
 use super::wire::{self, Encoding};
-use super::{Data, ESearch, ListExtended, NamespaceDesc};
+use super::{Data, ESearch, IdField, ListExtended, NamespaceDesc};
 
 impl Data<'_> {
     pub(super) fn encode(&self, out: &mut Vec<u8>, enc: Encoding) {
@@ -194,7 +194,7 @@ fn esearch(out: &mut Vec<u8>, e: &ESearch) {
 }
 
 /// id-response = "ID" SP id-params-list (RFC 2971 §4).
-fn id(out: &mut Vec<u8>, fields: Option<&[(&str, Option<&[u8]>)]>, enc: Encoding) {
+fn id(out: &mut Vec<u8>, fields: Option<&[IdField]>, enc: Encoding) {
     out.extend_from_slice(b"ID ");
     let Some(fields) = fields.filter(|f| !f.is_empty()) else {
         out.extend_from_slice(b"NIL");

@@ -231,7 +231,9 @@ fn word_number(out: &mut Vec<u8>, word: &[u8], n: u64) {
 fn flags(out: &mut Vec<u8>, system: SystemFlags, keywords: &[&[u8]]) {
     out.extend_from_slice(b"FLAGS (");
     let mut first = true;
-    let names = SystemFlags::NAMES.iter().filter(|(bit, _)| system.0 & bit != 0);
+    let names = SystemFlags::NAMES
+        .iter()
+        .filter(|(bit, _)| system.0 & bit != 0);
     for name in names.map(|(_, n)| *n).chain(keywords.iter().copied()) {
         if !first {
             out.push(b' ');
@@ -287,7 +289,11 @@ fn section_spec(out: &mut Vec<u8>, s: &Section, enc: Encoding) {
         SectionText::Text => out.extend_from_slice(b"TEXT"),
         SectionText::Mime => out.extend_from_slice(b"MIME"),
         SectionText::HeaderFields { not, fields } => {
-            out.extend_from_slice(if *not { b"HEADER.FIELDS.NOT (" } else { b"HEADER.FIELDS (" });
+            out.extend_from_slice(if *not {
+                b"HEADER.FIELDS.NOT ("
+            } else {
+                b"HEADER.FIELDS ("
+            });
             for (i, f) in fields.iter().enumerate() {
                 if i > 0 {
                     out.push(b' ');
@@ -465,7 +471,9 @@ pub fn internal_date(out: &mut Vec<u8>, unix: i64, zone_minutes: i16) {
     let local = unix + i64::from(zone_minutes) * 60;
     let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    let two = |out: &mut Vec<u8>, n: i64| out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    let two = |out: &mut Vec<u8>, n: i64| {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
+    };
     out.push(b'"');
     if d < 10 {
         out.push(b' ');

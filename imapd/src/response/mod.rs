@@ -5,9 +5,9 @@
 //! are in [`fetch`]; strings and numbers in [`wire`].
 
 pub mod fetch;
-pub mod wire;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 pub use fetch::{
     Address, BodyExt, BodyFields, BodyStructure, Disposition, Envelope, FetchAttr, MultiExt,
@@ -97,6 +97,9 @@ pub enum Code<'a> {
     Other(&'a str),
 }
 
+/// One field of an ID response and its value (RFC 2971 §3.3).
+pub type IdField<'a> = (&'a str, Option<&'a [u8]>);
+
 /// A mailbox's STATUS data value (RFC 9051 §7.2.4).
 pub type StatusValue = (StatusItem, u64);
 
@@ -154,7 +157,7 @@ pub enum Data<'a> {
     /// RFC 5161 §3.2.
     Enabled(&'a [&'a str]),
     /// RFC 2971 §3.2.
-    Id(Option<&'a [(&'a str, Option<&'a [u8]>)]>),
+    Id(Option<&'a [IdField<'a>]>),
     Namespace {
         personal: &'a [NamespaceDesc<'a>],
         other: &'a [NamespaceDesc<'a>],

@@ -96,7 +96,8 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>, enc: Encoding) {
 pub fn astring(out: &mut Vec<u8>, s: &[u8], enc: Encoding) {
     let atom = !s.is_empty()
         && !s.eq_ignore_ascii_case(b"NIL")
-        && s.iter().all(|&b| crate::parser::is_atom_char(b) || b == b']');
+        && s.iter()
+            .all(|&b| crate::parser::is_atom_char(b) || b == b']');
     if atom {
         out.extend_from_slice(s);
     } else {
@@ -111,7 +112,10 @@ pub fn text(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(b"done");
         return;
     }
-    out.extend(s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    out.extend(
+        s.bytes()
+            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
 }
 
 /// A set of UIDs or sequence numbers as ranges, `a:b,c` (RFC 9051 §9 sequence-set).
