@@ -82,7 +82,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Reads the next complete command, literals included.
+    /// Reads the next complete command, literals included. Cancel-safe (for IDLE's
+    /// `select!`): the framing state and the bytes read stay in `self`, and a continuation
+    /// request whose write was cut short goes out with the next flush.
     pub async fn command(&mut self) -> std::io::Result<Input> {
         loop {
             match self.framer.advance(&self.buf, &self.limits) {
@@ -120,7 +122,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// One raw line up to LF, without its line end (an AUTHENTICATE response, RFC 9051
-    /// §6.2.2, or IDLE's DONE, RFC 2177 §3), at most `max` octets.
+    /// §6.2.2, or IDLE's DONE, RFC 2177 §3), at most `max` octets. Cancel-safe except that
+    /// an over-long line cut off by the cancellation is seen as a new line on the next call.
     pub async fn line(&mut self, max: usize) -> std::io::Result<Line> {
         let mut too_long = false;
         let mut scanned = 0;

@@ -402,15 +402,7 @@ impl Parser<'_> {
             _ => return self.syntax("Expected FLAGS"),
         };
         self.sp()?;
-        let flags = if self.peek() == Some(b'(') {
-            self.flag_list()?
-        } else {
-            let mut flags = vec![self.flag()?];
-            while self.eat(b' ') {
-                flags.push(self.flag()?);
-            }
-            flags
-        };
+        let flags = self.store_flags()?;
         Ok(CommandBody::Store {
             uid,
             set,
@@ -419,5 +411,17 @@ impl Parser<'_> {
             silent,
             flags,
         })
+    }
+
+    /// flag-list / (flag *(SP flag)).
+    fn store_flags(&mut self) -> PResult<Vec<Vec<u8>>> {
+        if self.peek() == Some(b'(') {
+            return self.flag_list();
+        }
+        let mut flags = vec![self.flag()?];
+        while self.eat(b' ') {
+            flags.push(self.flag()?);
+        }
+        Ok(flags)
     }
 }

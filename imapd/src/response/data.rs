@@ -22,20 +22,7 @@ impl Data<'_> {
                 out.extend_from_slice(if *lsub { b"LSUB " } else { b"LIST " });
                 list(out, attributes, *delimiter, mailbox, extended, enc);
             }
-            Data::Status { mailbox, items } => {
-                out.extend_from_slice(b"STATUS ");
-                wire::astring(out, mailbox, enc);
-                out.extend_from_slice(b" (");
-                for (i, (item, value)) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b' ');
-                    }
-                    out.extend_from_slice(item.name().as_bytes());
-                    out.push(b' ');
-                    wire::number(out, *value);
-                }
-                out.push(b')');
-            }
+            Data::Status { mailbox, items } => status(out, mailbox, items, enc),
             Data::Flags(flags) => {
                 out.extend_from_slice(b"FLAGS ");
                 wire::atom_list(out, flags);
@@ -66,12 +53,11 @@ impl Data<'_> {
                 other,
                 shared,
             } => {
-                out.extend_from_slice(b"NAMESPACE ");
-                namespace(out, personal, enc);
-                out.push(b' ');
-                namespace(out, other, enc);
-                out.push(b' ');
-                namespace(out, shared, enc);
+                out.extend_from_slice(b"NAMESPACE");
+                for list in [personal, other, shared] {
+                    out.push(b' ');
+                    namespace(out, list, enc);
+                }
             }
             Data::Quota { root, resources } => quota(out, root, resources, enc),
             Data::QuotaRoot { mailbox, roots } => {
@@ -85,6 +71,22 @@ impl Data<'_> {
             Data::Fetch { seq, attrs } => super::fetch::fetch(out, *seq, attrs, enc),
         }
     }
+}
+
+/// status-att-list (RFC 9051 §9).
+fn status(out: &mut Vec<u8>, mailbox: &[u8], items: &[super::StatusValue], enc: Encoding) {
+    out.extend_from_slice(b"STATUS ");
+    wire::astring(out, mailbox, enc);
+    out.extend_from_slice(b" (");
+    for (i, (item, value)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(item.name().as_bytes());
+        out.push(b' ');
+        wire::number(out, *value);
+    }
+    out.push(b')');
 }
 
 fn number_word(out: &mut Vec<u8>, n: u32, word: &[u8]) {

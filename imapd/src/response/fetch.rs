@@ -354,21 +354,7 @@ fn body(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, enc: Encoding) {
             ext: e,
         } => {
             body_fields(out, fields, enc);
-            match kind {
-                SingleKind::Basic => {}
-                SingleKind::Text { lines } => word_number(out, b" ", *lines),
-                SingleKind::Message {
-                    envelope: env,
-                    body: inner,
-                    lines,
-                } => {
-                    out.push(b' ');
-                    envelope(out, env, enc);
-                    out.push(b' ');
-                    body(out, inner, ext, enc);
-                    word_number(out, b" ", *lines);
-                }
-            }
+            single_kind(out, kind, ext, enc);
             if ext {
                 out.push(b' ');
                 wire::nstring(out, *md5, enc);
@@ -393,6 +379,26 @@ fn body(out: &mut Vec<u8>, b: &BodyStructure, ext: bool, enc: Encoding) {
         }
     }
     out.push(b')');
+}
+
+/// What follows body-fields: body-fld-lines for text, envelope, body and lines for a
+/// message (RFC 9051 §9 body-type-text, body-type-msg).
+fn single_kind(out: &mut Vec<u8>, kind: &SingleKind, ext: bool, enc: Encoding) {
+    match kind {
+        SingleKind::Basic => {}
+        SingleKind::Text { lines } => word_number(out, b" ", *lines),
+        SingleKind::Message {
+            envelope: env,
+            body: inner,
+            lines,
+        } => {
+            out.push(b' ');
+            envelope(out, env, enc);
+            out.push(b' ');
+            body(out, inner, ext, enc);
+            word_number(out, b" ", *lines);
+        }
+    }
 }
 
 /// body-fields = body-fld-param SP body-fld-id SP body-fld-desc SP body-fld-enc SP
