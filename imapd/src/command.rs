@@ -209,7 +209,7 @@ pub enum ListReturn {
     Status(Vec<StatusItem>),
 }
 
-/// STATUS data items (RFC 9051 §6.3.11, RFC 7162 §3.1.6, RFC 8438, RFC 7889 §4).
+/// STATUS data items (RFC 9051 §6.3.11, RFC 7162 §3.1.6, RFC 8438, RFC 7889).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusItem {
     Messages,

@@ -82,7 +82,7 @@ pub enum RefuseReason {
 impl Refusal {
     /// The answer (RFC 9051 §7.1). A synchronizing literal that is too large is refused
     /// before its continuation request, so the client never sends it: `NO [TOOBIG]`
-    /// (RFC 7889 §3, RFC 9051 §7.1 TOOBIG). A refused non-synchronizing literal is already
+    /// (APPENDLIMIT, RFC 7889, with the TOOBIG code of RFC 4469 and RFC 9051 §7.1). A refused non-synchronizing literal is already
     /// on its way: `BAD [TOOBIG]` (RFC 7888 §4) and then `* BYE`, since what follows cannot
     /// be told apart from commands. An over-long line gets `BAD` (RFC 9051 §7.1.3).
     pub fn encode(&self, out: &mut Vec<u8>) {

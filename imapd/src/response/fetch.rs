@@ -1,4 +1,4 @@
-//! FETCH responses (RFC 9051 §7.5.2): every message data item, the ENVELOPE and
+//! FETCH responses (RFC 9051 §7.4.2): every message data item, the ENVELOPE and
 //! BODY/BODYSTRUCTURE encodings from structured data, body sections with their origin, and
 //! BINARY literal8 (RFC 3516 §4.2). Written straight into the output buffer: one FETCH of
 //! many messages allocates nothing per message here. Building these values from the
@@ -71,7 +71,7 @@ pub enum FetchAttr<'a> {
     Encoded(&'a [u8]),
 }
 
-/// An address of an envelope (RFC 9051 §7.5.2 ENVELOPE); a group is marked by an address
+/// An address of an envelope (RFC 9051 §7.4.2 ENVELOPE); a group is marked by an address
 /// with no host (start: mailbox = group name, end: mailbox NIL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Address<'a> {
@@ -81,7 +81,7 @@ pub struct Address<'a> {
     pub host: Option<&'a [u8]>,
 }
 
-/// The envelope structure (RFC 9051 §7.5.2); empty address lists are sent as NIL.
+/// The envelope structure (RFC 9051 §7.4.2); empty address lists are sent as NIL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope<'a> {
     pub date: Option<&'a [u8]>,
@@ -253,7 +253,7 @@ fn literal_item(out: &mut Vec<u8>, word: &[u8], data: Option<&[u8]>) {
     }
 }
 
-/// `<origin>` then SP and the data (RFC 9051 §7.5.2 BODY[<section>]<<origin octet>>).
+/// `<origin>` then SP and the data (RFC 9051 §7.4.2 BODY[<section>]<<origin octet>>).
 fn origin_data(out: &mut Vec<u8>, origin: Option<u32>, data: Option<&[u8]>, binary: bool) {
     if let Some(o) = origin {
         out.push(b'<');

@@ -89,7 +89,7 @@ pub enum Code<'a> {
     UnknownCte,
     /// RFC 9051 §7.1.
     HasChildren,
-    /// RFC 6154 §6.
+    /// RFC 6154 §3.
     UseAttr,
     /// RFC 5182 §2.1.
     NotSaved,
@@ -100,7 +100,7 @@ pub enum Code<'a> {
 /// One field of an ID response and its value (RFC 2971 §3.3).
 pub type IdField<'a> = (&'a str, Option<&'a [u8]>);
 
-/// A mailbox's STATUS data value (RFC 9051 §7.2.4).
+/// A mailbox's STATUS data value (RFC 9051 §7.3.3).
 pub type StatusValue = (StatusItem, u64);
 
 /// Extended data of a LIST response (RFC 5258 §3.5, RFC 9051 §7.3.1).
