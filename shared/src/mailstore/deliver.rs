@@ -6,7 +6,7 @@
 //! fsynced here: the message itself is durable, and whoever shows the UID to a client syncs
 //! the log first (`Folder::refresh`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,13 +19,21 @@ use super::{Flags, Folder, IoContext, Result, base_of};
 /// Folders whose read position this process keeps; beyond that it forgets them all (a
 /// forgotten folder costs one full read of its log at its next delivery).
 const MAX_CACHED: usize = 512;
+/// Files indexed by others that a tail remembers.
+const MAX_FOREIGN: usize = 256;
 
 /// Where this process stopped reading one folder's log.
 struct Tail {
     lock: IndexLock,
     log: LogFile,
     uidnext: u32,
+    last_uid: u32,
     modseq: u64,
+    /// Files others indexed lately (base, UID). A cached tail may have read the record of a
+    /// file that another delivery of this process linked and is about to index: that
+    /// delivery finds it here. Bounded: should an entry be gone before its delivery looks,
+    /// the file gets a second UID, and the next sync expunges the duplicate.
+    foreign: VecDeque<(String, u32)>,
 }
 
 static TAILS: Mutex<Option<HashMap<PathBuf, Tail>>> = Mutex::new(None);
@@ -39,9 +47,11 @@ pub fn index_delivery(dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u
         .and_then(|mut t| t.as_mut().and_then(|m| m.remove(dir)));
     let mut tail = match cached {
         Some(t) => t,
-        None => match Tail::open(dir)? {
-            Some(t) => t,
-            None => return index_by_rebuild(dir, name),
+        // Read after the link: a scan may already have indexed the file.
+        None => match Tail::open(dir, name)? {
+            (Some(t), None) => t,
+            (_, Some(uid)) => return Ok(uid),
+            (None, None) => return index_by_rebuild(dir, name),
         },
     };
     let uid = tail.add(dir, name, size, vsize)?;
@@ -71,17 +81,25 @@ fn index_by_rebuild(dir: &Path, name: &str) -> Result<u32> {
 }
 
 impl Tail {
-    /// Reads the whole log; `None` when it must be rebuilt.
-    fn open(dir: &Path) -> Result<Option<Tail>> {
+    /// Reads the whole log (`None` when it must be rebuilt), and the UID of `name` if it is
+    /// in it already.
+    fn open(dir: &Path, name: &str) -> Result<(Option<Tail>, Option<u32>)> {
         let lock = IndexLock::open(dir)?;
         Ok(match LogFile::open(dir)? {
-            Opened::Ready(log, state) => Some(Tail {
-                lock,
-                log,
-                uidnext: state.uidnext,
-                modseq: state.highest_modseq,
-            }),
-            Opened::NeedsRebuild => None,
+            Opened::Ready(log, state) => {
+                let found = state.messages.iter().rev().find(|m| m.base() == name);
+                let uid = found.map(|m| m.uid);
+                let tail = Tail {
+                    lock,
+                    log,
+                    uidnext: state.uidnext,
+                    last_uid: state.last_uid,
+                    modseq: state.highest_modseq,
+                    foreign: VecDeque::new(),
+                };
+                (Some(tail), uid)
+            }
+            Opened::NeedsRebuild => (None, None),
         })
     }
 
@@ -90,26 +108,26 @@ impl Tail {
     fn add(&mut self, dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u32> {
         let guard = self.lock.lock()?;
         if self.log.replaced()? {
-            drop(guard);
-            *self = match Tail::open(dir)? {
-                Some(t) => t,
-                None => return index_by_rebuild(dir, name),
-            };
-            return self.add_after_reload(dir, name, size, vsize);
-        }
-        if let Some(uid) = self.catch_up(name)? {
-            return Ok(uid);
-        }
-        self.append(name, size, vsize)
-    }
-
-    /// After a compaction or rebuild the whole log was just read: look for the file in it.
-    fn add_after_reload(&mut self, dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u32> {
-        let _guard = self.lock.lock()?;
-        if let Opened::Ready(_, state) = LogFile::open(dir)?
-            && let Some(m) = state.messages.iter().rev().find(|m| m.base() == name)
-        {
-            return Ok(m.uid);
+            // Replaced (compacted or rebuilt) while held: read the new log whole, under the
+            // same lock (the same open file description, so this does not deadlock).
+            let (tail, found) = Tail::open(dir, name)?;
+            match (tail, found) {
+                (_, Some(uid)) => return Ok(uid),
+                (Some(t), None) => {
+                    let old = std::mem::replace(self, t);
+                    drop(guard);
+                    let _guard = self.lock.lock()?;
+                    drop(old);
+                    if let Some(uid) = self.catch_up(name)? {
+                        return Ok(uid);
+                    }
+                    return self.append(name, size, vsize);
+                }
+                (None, None) => {
+                    drop(guard);
+                    return index_by_rebuild(dir, name);
+                }
+            }
         }
         if let Some(uid) = self.catch_up(name)? {
             return Ok(uid);
@@ -120,15 +138,16 @@ impl Tail {
     /// Applies what others appended; the UID of `name` if one of them indexed it. Cuts a
     /// torn tail (no writer is active under the lock).
     fn catch_up(&mut self, name: &str) -> Result<Option<u32>> {
-        let mut found = None;
         for record in self.log.read_new()? {
             match record {
-                Record::Add(a) if a.uid >= self.uidnext => {
-                    self.uidnext = a.uid.saturating_add(1);
+                Record::Add(a) if a.uid > self.last_uid => {
+                    self.last_uid = a.uid;
+                    self.uidnext = self.uidnext.max(a.uid.saturating_add(1));
                     self.modseq = self.modseq.max(a.ms);
-                    if base_of(&a.f) == name {
-                        found = Some(a.uid);
+                    if self.foreign.len() >= MAX_FOREIGN {
+                        self.foreign.pop_front();
                     }
+                    self.foreign.push_back((base_of(&a.f).to_string(), a.uid));
                 }
                 Record::Flags { ms, .. } | Record::Expunge { ms, .. } => {
                     self.modseq = self.modseq.max(ms);
@@ -141,7 +160,12 @@ impl Tail {
             tracing::warn!(event = "mailstore.torn_tail", log = %self.log.path.display(), bytes = len - self.log.offset, "cutting a torn record off the index log");
             self.log.file.set_len(self.log.offset).at(&self.log.path)?;
         }
-        Ok(found)
+        Ok(self
+            .foreign
+            .iter()
+            .rev()
+            .find(|(base, _)| base == name)
+            .map(|&(_, uid)| uid))
     }
 
     fn append(&mut self, name: &str, size: u64, vsize: u64) -> Result<u32> {
@@ -162,6 +186,7 @@ impl Tail {
         index::encode(&record, &mut buf);
         std::io::Write::write_all(&mut self.log.file, &buf).at(&self.log.path)?;
         self.log.offset += buf.len() as u64;
+        self.last_uid = uid;
         self.uidnext += 1;
         self.modseq += 1;
         Ok(uid)

@@ -69,6 +69,8 @@ impl Changes {
 pub(crate) struct State {
     pub uidvalidity: u32,
     pub uidnext: u32,
+    /// The UID of the last add record applied.
+    pub last_uid: u32,
     pub highest_modseq: u64,
     pub messages: Vec<MessageInfo>,
     /// mtimes of `new/` and `cur/` that the last scan covered.
@@ -95,10 +97,13 @@ impl State {
             Record::Header { .. } => {}
             Record::Add(a) => {
                 // UIDs only grow (RFC 3501 §2.3.1.1); a smaller one is a duplicate, skipped.
-                if a.uid < self.uidnext || a.uid == 0 {
+                // (Compared with the last add, not UIDNEXT: a seeded header's UIDNEXT is
+                // above the seeded UIDs that follow it.)
+                if a.uid <= self.last_uid {
                     return;
                 }
-                self.uidnext = a.uid.saturating_add(1);
+                self.last_uid = a.uid;
+                self.uidnext = self.uidnext.max(a.uid.saturating_add(1));
                 self.highest_modseq = self.highest_modseq.max(a.ms);
                 changes.note_added(a.uid);
                 self.messages.push(MessageInfo {

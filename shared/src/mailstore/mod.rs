@@ -123,6 +123,11 @@ pub fn uidl(uid: u32, uidvalidity: u32) -> String {
 }
 
 #[cfg(test)]
+mod tests_concurrency;
+#[cfg(test)]
+mod tests_folder;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -338,7 +338,3 @@ fn new_uidvalidity(dir: &Path) -> Result<u32> {
     std::fs::rename(&tmp, &path).at(&path)?;
     Ok(value)
 }
-
-#[cfg(test)]
-#[path = "scan_tests.rs"]
-mod tests;
