@@ -17,7 +17,11 @@ const CHILD_ENV: &str = "POSTERN_MAILSTORE_TEST_CHILD";
 fn logged_uids(dir: &Path) -> Vec<u32> {
     let data = std::fs::read(dir.join(LOG_FILE)).unwrap();
     let decoded = index::decode(&data);
-    assert_eq!(decoded.consumed, data.len(), "the log ends with a bad record");
+    assert_eq!(
+        decoded.consumed,
+        data.len(),
+        "the log ends with a bad record"
+    );
     let uids: Vec<u32> = decoded
         .records
         .iter()
@@ -62,14 +66,24 @@ fn check(root: &Path, total: usize) {
     let data = std::fs::read_to_string(root.join(LOG_FILE)).unwrap();
     let mut seen = std::collections::HashMap::new();
     for line in data.lines().filter(|l| l.contains("\"t\":\"a\"")) {
-        let f = line.split("\"f\":\"").nth(1).unwrap().split(['"', ':']).next().unwrap();
+        let f = line
+            .split("\"f\":\"")
+            .nth(1)
+            .unwrap()
+            .split(['"', ':'])
+            .next()
+            .unwrap();
         let base = f.rsplit('/').next().unwrap().to_string();
         if let Some(prev) = seen.insert(base.clone(), line.to_string()) {
             eprintln!("DUP {base}:\n  {prev}\n  {line}");
         }
     }
     let logged = logged_uids(root);
-    assert_eq!(logged.len(), total, "every message indexed once: {logged:?}");
+    assert_eq!(
+        logged.len(),
+        total,
+        "every message indexed once: {logged:?}"
+    );
     let mut folder = Store::at(root).unwrap().open_folder("INBOX").unwrap();
     assert!(folder.sync().unwrap().is_empty(), "the index missed files");
     let uids: HashSet<u32> = folder.messages().iter().map(|m| m.uid).collect();
@@ -111,7 +125,11 @@ fn processes_writing_at_once_get_unique_increasing_uids() {
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(&exe)
-                .args(["--exact", "mailstore::tests_concurrency::child_writer", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "mailstore::tests_concurrency::child_writer",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_ENV, &root)
                 .spawn()
                 .unwrap()

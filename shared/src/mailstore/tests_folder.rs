@@ -79,8 +79,15 @@ fn refresh_reports_what_other_handles_and_the_mda_did() {
     assert_eq!(changes.flags, [1]);
     assert_eq!(uids(&a), [1, 3]);
     let m = a.message(1).unwrap();
-    assert_eq!((m.flags, m.keywords.clone()), (Flags::SEEN, vec!["$Work".into()]));
-    assert!(m.file.starts_with("cur/") && m.file.ends_with(":2,S"), "{}", m.file);
+    assert_eq!(
+        (m.flags, m.keywords.clone()),
+        (Flags::SEEN, vec!["$Work".into()])
+    );
+    assert!(
+        m.file.starts_with("cur/") && m.file.ends_with(":2,S"),
+        "{}",
+        m.file
+    );
     assert_eq!(a.highest_modseq(), b.highest_modseq());
     // b's own changes are not reported back to it.
     assert_eq!(b.refresh().unwrap().added, [3]);
@@ -109,7 +116,10 @@ fn sync_follows_files_added_moved_renamed_and_removed_by_other_programs() {
     assert_eq!(f.message(3).unwrap().flags, Flags::ANSWERED);
     assert_eq!(f.message(3).unwrap().vsize, 6);
     assert_eq!(f.message(4).unwrap().size, 6);
-    assert_eq!(f.message(1).unwrap().flags, Flags::FLAGGED.union(Flags::SEEN));
+    assert_eq!(
+        f.message(1).unwrap().flags,
+        Flags::FLAGGED.union(Flags::SEEN)
+    );
     // A move without a flag change keeps the modseq.
     let ms = f.message(4).unwrap().modseq;
     std::fs::rename(
@@ -136,7 +146,10 @@ fn open_message_follows_a_rename_by_another_session() {
     let file = root_file(&store, &b, 1);
     std::fs::rename(&file, store.root().join(format!("cur/{base}:2,ST"))).unwrap();
     a.open_message(1).unwrap();
-    assert_eq!(a.message(1).unwrap().flags, Flags::SEEN.union(Flags::DELETED));
+    assert_eq!(
+        a.message(1).unwrap().flags,
+        Flags::SEEN.union(Flags::DELETED)
+    );
     assert!(matches!(a.open_message(9), Err(Error::NoSuchMessage(9))));
 }
 
@@ -247,8 +260,14 @@ fn flags_follow_store_semantics_and_unchangedsince() {
     deliver(store.root(), "b\n");
     let mut f = store.open_folder("INBOX").unwrap();
     let kw = |s: &[&str]| s.iter().map(|k| k.to_string()).collect::<Vec<_>>();
-    f.store_flags(&[1, 2], StoreOp::Add, Flags::SEEN.union(Flags::DELETED), &kw(&["b", "a"]), None)
-        .unwrap();
+    f.store_flags(
+        &[1, 2],
+        StoreOp::Add,
+        Flags::SEEN.union(Flags::DELETED),
+        &kw(&["b", "a"]),
+        None,
+    )
+    .unwrap();
     let m = f.message(1).unwrap().clone();
     assert_eq!(m.keywords, ["a", "b"]);
     assert!(m.file.ends_with(":2,ST"), "{}", m.file);
@@ -305,7 +324,12 @@ fn append_and_copy_give_uids_and_keep_flags_keywords_and_dates() {
     let mut inbox = store.open_folder("INBOX").unwrap();
     let date = 1_600_000_000;
     let uid = inbox
-        .append(b"Subject: x\r\n\r\nhi\n", Flags::SEEN, &["k".into()], Some(date))
+        .append(
+            b"Subject: x\r\n\r\nhi\n",
+            Flags::SEEN,
+            &["k".into()],
+            Some(date),
+        )
         .unwrap();
     assert_eq!(uid, 1);
     let m = inbox.message(1).unwrap().clone();
@@ -316,12 +340,18 @@ fn append_and_copy_give_uids_and_keep_flags_keywords_and_dates() {
     let pairs = inbox.copy_to(&[1, 5], &mut sent).unwrap();
     assert_eq!(pairs, [(1, 2)]);
     let copy = sent.message(2).unwrap();
-    assert_eq!((copy.flags, copy.keywords.clone()), (Flags::SEEN, vec!["k".into()]));
+    assert_eq!(
+        (copy.flags, copy.keywords.clone()),
+        (Flags::SEEN, vec!["k".into()])
+    );
     let mtime = std::fs::metadata(store.folder_dir("Sent").unwrap().join(&copy.file))
         .unwrap()
         .modified()
         .unwrap();
-    assert_eq!(mtime, SystemTime::UNIX_EPOCH + Duration::from_secs(date as u64));
+    assert_eq!(
+        mtime,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(date as u64)
+    );
     // MOVE = copy + expunge; the copy survives.
     inbox.expunge(&[1]).unwrap();
     let mut text = String::new();
@@ -338,8 +368,13 @@ fn compaction_keeps_the_state_and_readers_follow_it() {
     let mut a = store.open_folder("INBOX").unwrap();
     let mut b = store.open_folder("INBOX").unwrap();
     for i in 0..600 {
-        let op = if i % 2 == 0 { StoreOp::Add } else { StoreOp::Remove };
-        a.store_flags(&[1, 2], op, Flags::FLAGGED, &[], None).unwrap();
+        let op = if i % 2 == 0 {
+            StoreOp::Add
+        } else {
+            StoreOp::Remove
+        };
+        a.store_flags(&[1, 2], op, Flags::FLAGGED, &[], None)
+            .unwrap();
     }
     a.expunge(&[3]).unwrap();
     let lines = log_text(store.root()).lines().count();
@@ -360,36 +395,79 @@ fn the_folder_tree() {
     store.ensure_default_folders().unwrap();
     let list = store.list_folders().unwrap();
     let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]);
-    assert!(list[1..].iter().all(|e| e.subscribed && e.special_use.is_some()));
+    assert_eq!(
+        names,
+        ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+    );
+    assert!(
+        list[1..]
+            .iter()
+            .all(|e| e.subscribed && e.special_use.is_some())
+    );
     assert_eq!(list[4].special_use, Some(SpecialUse::Sent));
     assert!(store.root().join(".Sent/maildirfolder").is_file());
 
     store.create_folder("Projekte/Entwürfe", None).unwrap();
     assert!(store.root().join(".Projekte.Entw&APw-rfe/cur").is_dir());
-    assert!(matches!(store.create_folder("Sent", None), Err(Error::FolderExists)));
-    assert!(matches!(store.create_folder("INBOX", None), Err(Error::FolderExists)));
+    assert!(matches!(
+        store.create_folder("Sent", None),
+        Err(Error::FolderExists)
+    ));
+    assert!(matches!(
+        store.create_folder("INBOX", None),
+        Err(Error::FolderExists)
+    ));
     store.create_folder("Projekte", None).unwrap();
     store.subscribe("Projekte", true).unwrap();
     let mut f = store.open_folder("Projekte/Entwürfe").unwrap();
     f.append(b"x\n", Flags::EMPTY, &[], None).unwrap();
     drop(f);
     store.rename_folder("Projekte", "Alt/P").unwrap();
-    let names: Vec<String> = store.list_folders().unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = store
+        .list_folders()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert!(names.contains(&"Alt/P/Entwürfe".to_string()), "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("Projekte")));
-    assert!(store.subscriptions().unwrap().contains(&"Alt/P".to_string()));
-    assert_eq!(store.open_folder("Alt/P/Entwürfe").unwrap().messages().len(), 1);
+    assert!(
+        store
+            .subscriptions()
+            .unwrap()
+            .contains(&"Alt/P".to_string())
+    );
+    assert_eq!(
+        store
+            .open_folder("Alt/P/Entwürfe")
+            .unwrap()
+            .messages()
+            .len(),
+        1
+    );
     store.delete_folder("Alt/P").unwrap();
-    assert!(matches!(store.open_folder("Alt/P"), Err(Error::NoSuchFolder)));
+    assert!(matches!(
+        store.open_folder("Alt/P"),
+        Err(Error::NoSuchFolder)
+    ));
     assert!(store.open_folder("Alt/P/Entwürfe").is_ok());
     assert!(matches!(store.delete_folder("inbox"), Err(Error::Inbox(_))));
-    assert!(matches!(store.rename_folder("INBOX", "x"), Err(Error::Inbox(_))));
-    assert!(matches!(store.delete_folder("nope"), Err(Error::NoSuchFolder)));
+    assert!(matches!(
+        store.rename_folder("INBOX", "x"),
+        Err(Error::Inbox(_))
+    ));
+    assert!(matches!(
+        store.delete_folder("nope"),
+        Err(Error::NoSuchFolder)
+    ));
     let leftovers: Vec<_> = std::fs::read_dir(store.root())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("postern-deleting"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("postern-deleting")
+        })
         .collect();
     assert!(leftovers.is_empty());
 }
