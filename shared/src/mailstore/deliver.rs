@@ -47,11 +47,9 @@ pub fn index_delivery(dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u
         .and_then(|mut t| t.as_mut().and_then(|m| m.remove(dir)));
     let mut tail = match cached {
         Some(t) => t,
-        // Read after the link: a scan may already have indexed the file.
-        None => match Tail::open(dir, name)? {
-            (Some(t), None) => t,
-            (_, Some(uid)) => return Ok(uid),
-            (None, None) => return index_by_rebuild(dir, name),
+        None => match fresh_tail(dir, name)? {
+            Fresh::Tail(t) => t,
+            Fresh::Indexed(uid) => return Ok(uid),
         },
     };
     let uid = tail.add(dir, name, size, vsize)?;
@@ -65,19 +63,27 @@ pub fn index_delivery(dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u
     Ok(uid)
 }
 
-/// The folder had no index: opening it builds one from the Maildir, this message included.
-fn index_by_rebuild(dir: &Path, name: &str) -> Result<u32> {
-    let folder = Folder::open("", dir)?;
-    folder
-        .messages()
-        .iter()
-        .rev()
-        .find(|m| m.base() == base_of(name))
-        .map(|m| m.uid)
-        .ok_or_else(|| super::Error::Io {
-            path: dir.join("new").join(name),
-            source: std::io::Error::other("delivered file missing from the rebuilt index"),
-        })
+/// A tail read from the whole log, or the UID of the file if the log has it already.
+enum Fresh {
+    Tail(Tail),
+    Indexed(u32),
+}
+
+/// Reads the whole log (after the link: a scan may have indexed the file already). A folder
+/// without a readable index is opened, which builds one, possibly with this very file; a
+/// concurrent first delivery may have built it without, hence the second look.
+fn fresh_tail(dir: &Path, name: &str) -> Result<Fresh> {
+    for _ in 0..2 {
+        match Tail::open(dir, name)? {
+            (_, Some(uid)) => return Ok(Fresh::Indexed(uid)),
+            (Some(t), None) => return Ok(Fresh::Tail(t)),
+            (None, None) => drop(Folder::open("", dir)?),
+        }
+    }
+    Err(super::Error::Io {
+        path: dir.join(super::LOG_FILE),
+        source: std::io::Error::other("the index stays unreadable after a rebuild"),
+    })
 }
 
 impl Tail {
@@ -108,26 +114,17 @@ impl Tail {
     fn add(&mut self, dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u32> {
         let guard = self.lock.lock()?;
         if self.log.replaced()? {
-            // Replaced (compacted or rebuilt) while held: read the new log whole, under the
-            // same lock (the same open file description, so this does not deadlock).
-            let (tail, found) = Tail::open(dir, name)?;
-            match (tail, found) {
-                (_, Some(uid)) => return Ok(uid),
-                (Some(t), None) => {
-                    let old = std::mem::replace(self, t);
-                    drop(guard);
-                    let _guard = self.lock.lock()?;
-                    drop(old);
-                    if let Some(uid) = self.catch_up(name)? {
-                        return Ok(uid);
-                    }
-                    return self.append(name, size, vsize);
-                }
-                (None, None) => {
-                    drop(guard);
-                    return index_by_rebuild(dir, name);
-                }
+            // Replaced (compacted or rebuilt): start again from the new log.
+            drop(guard);
+            *self = match fresh_tail(dir, name)? {
+                Fresh::Tail(t) => t,
+                Fresh::Indexed(uid) => return Ok(uid),
+            };
+            let _guard = self.lock.lock()?;
+            if let Some(uid) = self.catch_up(name)? {
+                return Ok(uid);
             }
+            return self.append(name, size, vsize);
         }
         if let Some(uid) = self.catch_up(name)? {
             return Ok(uid);
