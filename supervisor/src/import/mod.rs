@@ -346,6 +346,16 @@ fn print_report(config: &Config, dir: &Path, write: Write, report: &Report) {
     for alias in report.aliases_added.iter().chain(&report.aliases_extended) {
         println!("  + {alias}");
     }
+    print_problems(dir, report);
+    println!(
+        "mailboxes: copy each Maildir to {}/DOMAIN/USER/ (`postern import maildir` is not \
+         available yet)",
+        config.mail_dir().display()
+    );
+}
+
+/// Lines not taken, lines taken with a loss, and advice.
+fn print_problems(dir: &Path, report: &Report) {
     let shown = |p: &Problem| format!("{}:{}: {}", dir.join(p.file).display(), p.line, p.message);
     if !report.skipped.is_empty() {
         println!("not imported ({} lines):", report.skipped.len());
@@ -361,9 +371,4 @@ fn print_report(config: &Config, dir: &Path, write: Write, report: &Report) {
     for advice in &report.advice {
         println!("{advice}");
     }
-    println!(
-        "mailboxes: copy each Maildir to {}/DOMAIN/USER/ (`postern import maildir` is not \
-         available yet)",
-        config.mail_dir().display()
-    );
 }
