@@ -254,6 +254,7 @@ fn verify_units() {
         ok && out.trim().is_empty(),
         "systemd-analyze verify:\n{out}"
     );
+    assert_unit_essentials();
     for name in LISTENERS {
         let unit =
             std::fs::read_to_string(format!("/usr/lib/systemd/system/postern-{name}.socket"))
@@ -276,11 +277,75 @@ fn installed_exec_start() -> Vec<String> {
     line.split_whitespace().map(String::from).collect()
 }
 
+/// A setting of the installed `postern.service`.
+fn unit_setting(key: &str) -> String {
+    let unit = std::fs::read_to_string("/usr/lib/systemd/system/postern.service").unwrap();
+    unit.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(String::from))
+        .unwrap_or_else(|| panic!("{key}= missing from postern.service"))
+}
+
+/// A wrapper that runs `program` the way the unit confines it: no_new_privs and only the
+/// capabilities of `CapabilityBoundingSet=` (setpriv, util-linux). `None` without setpriv.
+fn confined(dir: &Path, program: &str) -> Option<PathBuf> {
+    if !have("setpriv", &["--version"]) {
+        eprintln!("setpriv not installed: the service's capability set is not exercised");
+        return None;
+    }
+    assert_eq!(unit_setting("NoNewPrivileges"), "yes");
+    let caps: Vec<String> = unit_setting("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let wrapper = dir.join("confined-postern");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nexec setpriv --no-new-privs --bounding-set -all,{} {program} \"$@\"\n",
+            caps.join(",")
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(wrapper)
+}
+
+/// The settings the issue asks of the unit, and its `systemd-analyze security` exposure.
+fn assert_unit_essentials() {
+    for (key, value) in [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("ExecStartPre", "/usr/sbin/postern check"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("Restart", "on-failure"),
+        ("ProtectSystem", "strict"),
+        ("SystemCallFilter", "@system-service"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ] {
+        assert_eq!(unit_setting(key), value, "postern.service {key}=");
+    }
+    let unit = "/usr/lib/systemd/system/postern.service";
+    let (_, out) = run("systemd-analyze", &["security", "--offline=true", unit]);
+    let exposure: f64 = out
+        .lines()
+        .find_map(|l| l.split("postern.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{out}"));
+    eprintln!("systemd-analyze security: exposure {exposure}");
+    assert!(
+        exposure <= 3.0,
+        "postern.service exposure {exposure}:\n{out}"
+    );
+}
+
 fn serve_with_the_installed_exec_start() {
     let argv = installed_exec_start();
     assert_eq!(argv[1..], ["serve"], "ExecStart={argv:?}");
-    let setup =
-        Setup::new("[service_users]\ncreate_missing = false\n").with_program(Path::new(&argv[0]));
+    let setup = Setup::new("[service_users]\ncreate_missing = false\n");
+    // Started as the unit starts it: confined to its capabilities, with no_new_privs.
+    let program = confined(setup.dir.path(), &argv[0]).unwrap_or_else(|| PathBuf::from(&argv[0]));
+    let setup = setup.with_program(&program);
     let (status, out, err) = setup.postern(&["check"], "");
     assert!(status.success(), "ExecStartPre check:\n{out}{err}");
     setup.add_user("alice@example.test", "alice-pw");
