@@ -476,7 +476,8 @@ pub fn internal_date(out: &mut Vec<u8>, unix: i64, zone_minutes: i16) {
     ];
     let local = unix + i64::from(zone_minutes) * 60;
     let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = shared::date::civil_from_days(days);
+    let (m, d) = (i64::from(m), i64::from(d));
     let two = |out: &mut Vec<u8>, n: i64| {
         out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
     };
@@ -503,18 +504,4 @@ pub fn internal_date(out: &mut Vec<u8>, unix: i64, zone_minutes: i16) {
     two(out, z / 60 % 100);
     two(out, z % 60);
     out.push(b'"');
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
