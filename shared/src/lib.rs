@@ -15,4 +15,5 @@ pub mod logging;
 pub mod maildir;
 pub mod proto;
 pub mod smtp;
+pub mod stream;
 pub mod tls;
