@@ -145,6 +145,8 @@ s.quit()
     let uidls = |label: &str| -> Vec<String> {
         let line = out.lines().find(|l| l.starts_with(label)).unwrap();
         line.split('\'')
+            .skip(1)
+            .filter(|part| part.starts_with(|c: char| c.is_ascii_digit()))
             .filter_map(|part| part.split_once(' ').map(|(_, u)| u.to_string()))
             .collect()
     };
