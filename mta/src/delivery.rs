@@ -12,11 +12,13 @@ use shared::daemon::{AnyStream, Shutdown};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::queue::{Queue, RcptState, Status, Stored};
+use crate::queue::{Queue, Queued, RcptState, Status, Stored};
 use shared::proto::auth::Recipient;
 
 /// Deliveries running at once.
 const CONCURRENCY: usize = 16;
+/// Largest message handed from the SMTP session to its first delivery attempt in memory.
+const KEEP_IN_MEMORY: usize = 256 * 1024;
 /// Longest wait for an LMTP reply (RFC 5321 §4.5.3.2 gives 10 minutes for the final one).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -36,7 +38,7 @@ pub struct Manager {
 /// Runs until shutdown: delivers what `incoming` announces and what is due for a retry.
 pub async fn run(
     manager: Arc<Manager>,
-    mut incoming: mpsc::UnboundedReceiver<String>,
+    mut incoming: mpsc::UnboundedReceiver<Queued>,
     mut shutdown: Shutdown,
 ) {
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(String, Duration)>();
@@ -65,7 +67,7 @@ pub async fn run(
         let ready: Vec<Instant> = due.range(..=now).map(|(t, _)| *t).collect();
         for t in ready {
             for id in due.remove(&t).unwrap_or_default() {
-                start(&manager, &permits, &retry_tx, id);
+                start(&manager, &permits, &retry_tx, id, None);
             }
         }
         let next = due
@@ -75,7 +77,13 @@ pub async fn run(
             .unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
             _ = shutdown.wait() => return,
-            Some(id) = incoming.recv() => start(&manager, &permits, &retry_tx, id),
+            Some(queued) = incoming.recv() => {
+                let id = queued.stored.id.clone();
+                // Big messages are read back when their turn comes rather than held while
+                // they wait for a delivery slot.
+                let fresh = (queued.body.len() <= KEEP_IN_MEMORY).then_some(queued);
+                start(&manager, &permits, &retry_tx, id, fresh);
+            }
             Some((id, after)) = retry_rx.recv() => due.entry(Instant::now() + after).or_default().push(id),
             _ = tokio::time::sleep_until(next.into()) => {}
         }
@@ -87,33 +95,49 @@ fn start(
     permits: &Arc<Semaphore>,
     retry: &mpsc::UnboundedSender<(String, Duration)>,
     id: String,
+    fresh: Option<Queued>,
 ) {
     let (manager, permits, retry) = (manager.clone(), permits.clone(), retry.clone());
     tokio::spawn(async move {
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        if let Some(after) = deliver_one(&manager, &id).await {
+        if let Some(after) = deliver_one(&manager, &id, fresh).await {
             let _ = retry.send((id, after));
         }
     });
 }
 
-/// Delivers the local recipients of one message; returns when to try again, if needed.
-async fn deliver_one(manager: &Manager, id: &str) -> Option<Duration> {
+/// The message from memory when it was just stored, else from the queue.
+async fn load(
+    manager: &Manager,
+    id: &str,
+    fresh: Option<Queued>,
+) -> Option<(Stored, Vec<u8>, Status)> {
+    if let Some(queued) = fresh {
+        let status = queued.fresh_status();
+        return Some((queued.stored, queued.body, status));
+    }
     let queue = manager.queue.clone();
     let owned = id.to_string();
-    let loaded = tokio::task::spawn_blocking(move || queue.load(&owned)).await;
-    let (stored, body, mut status) = match loaded {
-        Ok(Ok(l)) => l,
+    match tokio::task::spawn_blocking(move || queue.load(&owned)).await {
+        Ok(Ok(l)) => Some(l),
         other => {
             tracing::error!(
                 event = "queue.load_failed",
                 id,
                 "cannot read queued message: {other:?}"
             );
-            return Some(manager.retry_max);
+            None
         }
+    }
+}
+
+/// Delivers the local recipients of one message; returns when to try again, if needed.
+async fn deliver_one(manager: &Manager, id: &str, fresh: Option<Queued>) -> Option<Duration> {
+    let (stored, body, mut status) = match load(manager, id, fresh).await {
+        Some(l) => l,
+        None => return Some(manager.retry_max),
     };
     let pending: Vec<usize> = (0..stored.envelope.recipients.len())
         .filter(|&i| {
@@ -167,9 +191,9 @@ async fn deliver_one(manager: &Manager, id: &str) -> Option<Duration> {
     let owned = id.to_string();
     let write = tokio::task::spawn_blocking(move || {
         if all_delivered {
-            queue.remove(&owned)
+            queue.remove(&owned, &status)
         } else {
-            queue.save_status(&owned, &status)
+            queue.save_status(&owned, &mut status)
         }
     })
     .await;

@@ -20,8 +20,8 @@ pub struct Context {
     pub queue: Arc<Queue>,
     pub tls: Option<TlsAcceptor>,
     pub idle_timeout: Duration,
-    /// Tells the queue manager about a newly queued message.
-    pub queued: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Hands a newly queued message to the queue manager.
+    pub queued: tokio::sync::mpsc::UnboundedSender<crate::queue::Queued>,
 }
 
 pub use shared::stream::{Stream, describe_tls};
@@ -148,15 +148,17 @@ async fn queue(session: &mut Session, message: Message, ctx: &Arc<Context>) -> R
     let sender = message.envelope.sender.clone();
     let count = message.envelope.recipients.len();
     let stored = tokio::task::spawn_blocking(move || queue.store(&message, &date)).await;
-    let result = stored.unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    match &result {
-        Ok(id) => {
+    let result = match stored.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        Ok(queued) => {
+            let id = queued.stored.id.clone();
             tracing::info!(event = "smtp.queued", id = %id, sender = ?sender, recipients = count, "message queued");
-            let _ = ctx.queued.send(id.clone());
+            let _ = ctx.queued.send(queued);
+            Ok(id)
         }
         Err(e) => {
-            tracing::error!(event = "smtp.queue_failed", error = %e, "cannot queue the message")
+            tracing::error!(event = "smtp.queue_failed", error = %e, "cannot queue the message");
+            Err(e)
         }
-    }
+    };
     session.queued(result)
 }

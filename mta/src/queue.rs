@@ -3,11 +3,18 @@
 //! (LF line ends). It is written to `.<id>.msg.tmp`, fsynced, renamed into place, and the directory is
 //! fsynced: only then may the 250 be sent. Delivery progress lives in `<id>.status`, replaced
 //! atomically the same way. Blocking file I/O: called on blocking threads.
+//!
+//! A delivered message's file is not unlinked but renamed to `.pool.<n>` and its inode reused
+//! for a later message: creating and deleting an inode per message was the largest single
+//! cost of the queue (inode allocation scans past recently deleted inodes). A pool file is
+//! reused only once its rename into the pool is durable, so a crash can never bring back an
+//! old queue name pointing at a half-overwritten file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -42,6 +49,38 @@ pub struct Status {
     /// Same order as the envelope's recipients.
     pub recipients: Vec<RcptState>,
     pub attempts: u32,
+    /// Whether a `.status` file exists (most messages are delivered at the first attempt and
+    /// never write one).
+    #[serde(skip)]
+    pub on_disk: bool,
+}
+
+/// A message just stored, kept in memory so the first delivery attempt need not read it back.
+pub struct Queued {
+    pub stored: Stored,
+    /// The Received: header and the message, as in the file after the envelope line.
+    pub body: Vec<u8>,
+}
+
+impl Queued {
+    /// Nothing delivered yet, no status file.
+    pub fn fresh_status(&self) -> Status {
+        Status {
+            recipients: vec![RcptState::Pending; self.stored.envelope.recipients.len()],
+            attempts: 0,
+            on_disk: false,
+        }
+    }
+}
+
+/// Files kept for reuse at most (beyond that, delivered files are unlinked).
+const POOL_MAX: usize = 512;
+
+/// Queue files waiting for reuse, each with the directory-sync ticket of its rename.
+#[derive(Default)]
+struct Pool {
+    free: Mutex<Vec<(PathBuf, u64)>>,
+    names: AtomicU64,
 }
 
 pub struct Queue {
@@ -51,24 +90,39 @@ pub struct Queue {
     /// Concurrent sessions share the directory fsync (group commit); each still waits for a
     /// sync that started after its own rename.
     dir_sync: DirSync,
+    pool: Pool,
 }
 
 impl Queue {
     /// Opens the queue directory (made by the supervisor) and removes the `.tmp` files a crash
     /// left half-written: nothing in there was ever acknowledged.
+    /// Pool files left by the previous run are adopted once the directory is synced (their
+    /// renames may not have been durable yet).
     pub fn open(dir: &Path, hostname: &str) -> std::io::Result<Queue> {
+        let mut pooled = Vec::new();
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') && name.ends_with(".tmp") {
                 let _ = std::fs::remove_file(entry.path());
+            } else if name.starts_with(".pool.") {
+                pooled.push(entry.path());
             }
         }
+        let dir_sync = DirSync::new(dir);
+        let adopted = dir_sync.note_change();
+        dir_sync.sync()?;
+        let mut pooled: Vec<(PathBuf, u64)> = pooled.into_iter().map(|p| (p, adopted)).collect();
+        pooled.truncate(POOL_MAX);
         Ok(Queue {
             dir: dir.to_path_buf(),
             hostname: hostname.to_string(),
             counter: AtomicU64::new(rand::random::<u32>() as u64),
-            dir_sync: DirSync::new(dir),
+            dir_sync,
+            pool: Pool {
+                free: Mutex::new(pooled),
+                names: AtomicU64::new(rand::random::<u32>() as u64),
+            },
         })
     }
 
@@ -89,9 +143,9 @@ impl Queue {
         self.dir.join(format!("{id}.status"))
     }
 
-    /// Stores a message durably and returns its queue id. When this returns Ok the message
-    /// survives a crash (file and directory fsynced).
-    pub fn store(&self, message: &Message, date: &str) -> std::io::Result<String> {
+    /// Stores a message durably. When this returns Ok the message survives a crash (file and
+    /// directory fsynced).
+    pub fn store(&self, message: &Message, date: &str) -> std::io::Result<Queued> {
         let id = self.new_id();
         let stored = Stored {
             id: id.clone(),
@@ -102,13 +156,25 @@ impl Queue {
         let mut header = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         header.push(b'\n');
         let received = received_header(message, &self.hostname, &id, date);
-        write_atomic(
-            &self.dir,
-            &self.dir_sync,
-            &self.msg_path(&id),
-            &[&header, received.as_bytes(), &message.body],
-        )?;
-        Ok(id)
+        let parts: [&[u8]; 3] = [&header, received.as_bytes(), &message.body];
+        let path = self.msg_path(&id);
+        match self.take_pooled() {
+            Some(pooled) => write_reused(&pooled, &self.dir_sync, &path, &parts)?,
+            None => write_atomic(&self.dir, &self.dir_sync, &path, &parts)?,
+        }
+        Ok(Queued {
+            stored,
+            body: [received.as_bytes(), &message.body].concat(),
+        })
+    }
+
+    /// A pool file whose rename into the pool is durable.
+    fn take_pooled(&self) -> Option<PathBuf> {
+        let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        let at = free
+            .iter()
+            .position(|(_, ticket)| self.dir_sync.is_durable(*ticket))?;
+        Some(free.swap_remove(at).0)
     }
 
     /// Ids of every queued message.
@@ -139,24 +205,46 @@ impl Queue {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status {
                 recipients: vec![RcptState::Pending; stored.envelope.recipients.len()],
                 attempts: 0,
+                on_disk: false,
             },
             Err(e) => return Err(e),
         };
         Ok((stored, body, status))
     }
 
-    pub fn save_status(&self, id: &str, status: &Status) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(status).map_err(std::io::Error::other)?;
-        write_atomic(&self.dir, &self.dir_sync, &self.status_path(id), &[&bytes])
+    pub fn save_status(&self, id: &str, status: &mut Status) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(&*status).map_err(std::io::Error::other)?;
+        write_atomic(&self.dir, &self.dir_sync, &self.status_path(id), &[&bytes])?;
+        status.on_disk = true;
+        Ok(())
     }
 
-    /// Forgets a message whose every recipient is done.
-    pub fn remove(&self, id: &str) -> std::io::Result<()> {
-        let _ = std::fs::remove_file(self.status_path(id));
-        std::fs::remove_file(self.msg_path(id))?;
-        // Not needed for the promise (a resurrected file means one duplicate delivery), but
-        // it keeps a crash from delivering twice.
-        self.dir_sync.sync()
+    /// Forgets a message whose every recipient is done. The removal is not synced: it
+    /// becomes durable with the next message stored (same directory), or when the kernel
+    /// writes the directory back. A crash before that delivers the message a second time
+    /// (at least once, never lost).
+    pub fn remove(&self, id: &str, status: &Status) -> std::io::Result<()> {
+        if status.on_disk {
+            std::fs::remove_file(self.status_path(id))?;
+        }
+        let path = self.msg_path(id);
+        let full = self
+            .pool
+            .free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+            >= POOL_MAX;
+        if full {
+            return std::fs::remove_file(path);
+        }
+        let n = self.pool.names.fetch_add(1, Ordering::Relaxed);
+        let pooled = self.dir.join(format!(".pool.{n:x}"));
+        std::fs::rename(&path, &pooled)?;
+        let ticket = self.dir_sync.note_change();
+        let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        free.push((pooled, ticket));
+        Ok(())
     }
 }
 
@@ -190,6 +278,37 @@ fn sanitize(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Overwrites a pool file (its blocks stay allocated), fsync, rename to `path`, fsync of the
+/// directory. On error the pool file is removed: it may hold a part of this message.
+fn write_reused(
+    pooled: &Path,
+    dir_sync: &DirSync,
+    path: &Path,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    let mut renamed = false;
+    let mut attempt = || {
+        let mut file = OpenOptions::new().write(true).open(pooled)?;
+        let mut len = 0u64;
+        for part in parts {
+            file.write_all(part)?;
+            len += part.len() as u64;
+        }
+        file.set_len(len)?;
+        // As in write_atomic: data first, then the name, then the directory.
+        file.sync_all()?;
+        std::fs::rename(pooled, path)?;
+        renamed = true;
+        dir_sync.sync()
+    };
+    let result = attempt();
+    if result.is_err() {
+        // The client hears a 4xx and sends again: no copy may stay queued.
+        let _ = std::fs::remove_file(if renamed { path } else { pooled });
+    }
+    result
 }
 
 /// tmp file, fsync, rename over `path`, fsync of `dir` (shared with concurrent writers).
@@ -263,11 +382,16 @@ mod tests {
     fn store_load_status_remove() {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path(), "mx.example.test").unwrap();
-        let id = q
+        let queued = q
             .store(&message(), "Tue, 24 Nov 2026 09:30:00 +0000")
             .unwrap();
+        let id = queued.stored.id.clone();
         assert_eq!(q.list().unwrap(), vec![id.clone()]);
         let (stored, body, status) = q.load(&id).unwrap();
+        assert_eq!(
+            body, queued.body,
+            "what the first attempt delivers is what was stored"
+        );
         assert_eq!(stored.envelope.envid.as_deref(), Some("E1"));
         assert_eq!(status.recipients, vec![RcptState::Pending]);
         let text = String::from_utf8(body).unwrap();
@@ -279,22 +403,60 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("\nSubject: hi\n\nbody\n"));
-        let done = Status {
+        let mut done = Status {
             recipients: vec![RcptState::Delivered],
             attempts: 1,
+            on_disk: false,
         };
-        q.save_status(&id, &done).unwrap();
+        q.save_status(&id, &mut done).unwrap();
         assert_eq!(
             q.load(&id).unwrap().2.recipients,
             vec![RcptState::Delivered]
         );
-        q.remove(&id).unwrap();
+        q.remove(&id, &done).unwrap();
         assert!(q.list().unwrap().is_empty());
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "nothing left behind"
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            matches!(left.as_slice(), [one] if one.starts_with(".pool.")),
+            "only the pooled file is left: {left:?}"
         );
+    }
+
+    #[test]
+    fn delivered_files_are_reused_only_after_their_rename_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), "mx.example.test").unwrap();
+        let mut big = message();
+        big.body = vec![b'x'; 10_000];
+        let first = q.store(&big, "date").unwrap().stored.id;
+        let (_, _, status) = q.load(&first).unwrap();
+        q.remove(&first, &status).unwrap();
+        let pooled = q.pool.free.lock().unwrap()[0].0.clone();
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let pooled_inode = inode(&pooled);
+        // The pool rename is not yet synced: a new message gets a new file...
+        let second = q.store(&message(), "date").unwrap().stored.id;
+        assert_ne!(inode(&q.msg_path(&second)), pooled_inode);
+        // ...whose directory sync made the pooled file reusable.
+        let third = q.store(&message(), "date").unwrap().stored.id;
+        assert_eq!(inode(&q.msg_path(&third)), pooled_inode);
+        let (stored, body, _) = q.load(&third).unwrap();
+        assert_eq!(stored.id, third);
+        assert!(
+            body.ends_with(b"\nSubject: hi\n\nbody\n"),
+            "shorter content, old tail cut"
+        );
+        assert_eq!(q.list().unwrap().len(), 2);
+        // A restart adopts pool files and never lists them.
+        q.remove(&third, &Status::default()).unwrap();
+        drop(q);
+        let q = Queue::open(dir.path(), "mx.example.test").unwrap();
+        assert_eq!(q.list().unwrap(), vec![second.clone()]);
+        let fourth = q.store(&message(), "date").unwrap().stored.id;
+        assert_eq!(inode(&q.msg_path(&fourth)), pooled_inode);
     }
 
     #[test]

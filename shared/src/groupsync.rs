@@ -34,6 +34,21 @@ impl DirSync {
         }
     }
 
+    /// Records a change to the directory without waiting for it to be durable; the returned
+    /// ticket is durable once [`DirSync::is_durable`] says so (after any later sync).
+    pub fn note_change(&self) -> u64 {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.issued += 1;
+        st.issued
+    }
+
+    /// Whether a sync that covered `ticket` has completed (successfully or not: a failed
+    /// sync leaves the change in the page cache, where the next sync will catch it).
+    pub fn is_durable(&self, ticket: u64) -> bool {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.durable >= ticket && st.failed_up_to < ticket
+    }
+
     /// Returns once the directory entries changed before this call are on disk.
     pub fn sync(&self) -> std::io::Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -95,6 +110,17 @@ mod tests {
         let st = sync.state.lock().unwrap();
         assert_eq!(st.issued, 16);
         assert_eq!(st.durable, 16);
+    }
+
+    #[test]
+    fn a_noted_change_is_durable_only_after_a_later_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = DirSync::new(dir.path());
+        let ticket = sync.note_change();
+        assert!(!sync.is_durable(ticket));
+        sync.sync().unwrap();
+        assert!(sync.is_durable(ticket));
+        assert!(!sync.is_durable(sync.note_change()));
     }
 
     #[test]

@@ -103,12 +103,7 @@ s.quit()
     assert!(alice[0].contains("with ESMTP id "), "{}", alice[0]);
     assert!(bob[0].contains("Hello over port 25."));
     // Delivered messages leave the queue.
-    wait_until("the queue to empty", || {
-        std::fs::read_dir(server.setup().path("state/queue"))
-            .unwrap()
-            .flatten()
-            .all(|e| e.path().is_dir())
-    });
+    wait_until("the queue to empty", || server.queued().is_empty());
 }
 
 #[test]
