@@ -4,8 +4,8 @@
 //! `session.rs`, the socket handling in `io.rs`, the mailstore behind the `maildrop` traits.
 
 pub mod conn;
+pub mod indexed;
 pub mod io;
-pub mod maildir_scan;
 pub mod maildrop;
 pub mod parser;
 pub mod reply;
@@ -69,7 +69,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         Some(material) => Some(TlsAcceptor::from(shared::tls::server_config(material)?)),
         None => None,
     };
-    let store = Arc::new(maildir_scan::MaildirStore {
+    let store = Arc::new(indexed::IndexedStore {
         mail_root: slice.state_dir.join("mail"),
     });
     let shared = Arc::new(Shared {
