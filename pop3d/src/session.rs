@@ -202,12 +202,12 @@ impl Session {
     /// The one check before dispatch: state, then TLS.
     fn check(&self, command: &Command) -> Result<(), Reply> {
         let (allowed, before_tls) = rule(command);
-        let in_state = match (&self.state, allowed) {
-            (_, Allowed::Both) => true,
-            (State::Authorization { .. }, Allowed::Authorization) => true,
-            (State::Transaction(_), Allowed::Transaction) => true,
-            _ => false,
-        };
+        let in_state = matches!(
+            (&self.state, allowed),
+            (_, Allowed::Both)
+                | (State::Authorization { .. }, Allowed::Authorization)
+                | (State::Transaction(_), Allowed::Transaction)
+        );
         if !in_state {
             return Err(reply::WRONG_STATE);
         }
