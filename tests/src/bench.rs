@@ -195,7 +195,10 @@ pub fn process_name(pid: i32) -> String {
 }
 
 /// Total CPU ms between two snapshots.
-pub fn cpu_total_ms(before: &HashMap<i32, (String, u64)>, after: &HashMap<i32, (String, u64)>) -> f64 {
+pub fn cpu_total_ms(
+    before: &HashMap<i32, (String, u64)>,
+    after: &HashMap<i32, (String, u64)>,
+) -> f64 {
     let sum = |m: &HashMap<i32, (String, u64)>| m.values().map(|(_, t)| t).sum::<u64>();
     ticks_to_ms(sum(after)) - ticks_to_ms(sum(before))
 }
@@ -223,7 +226,6 @@ pub fn cpu_by_name(
 pub fn self_cpu_ms() -> f64 {
     ticks_to_ms(proc_times(std::process::id() as i32).map_or(0, |(_, t)| t))
 }
-
 
 /// Median, min and max.
 pub fn spread(values: &[f64]) -> Option<(f64, f64, f64)> {
