@@ -151,9 +151,13 @@ struct Postern {
 
 impl Postern {
     fn start(o: &Options) -> anyhow::Result<Postern> {
+        // All sessions come from 127.0.0.1: authd counts logins in progress against
+        // max_failures_per_ip (so that parallel guesses cannot overrun it), which S
+        // simultaneous logins would exceed.
         let setup = Setup::new(&format!(
-            "[log]\nlevel = \"warn\"\n\n[pop3]\nconnections_per_ip = {}\n",
-            o.sessions * 2 + 10
+            "[log]\nlevel = \"warn\"\n\n[pop3]\nconnections_per_ip = {n}\n\n\
+             [auth]\nmax_failures_per_ip = {n}\n",
+            n = o.sessions * 2 + 10
         ));
         harness::write(&setup.path("etc/aliases"), "");
         for n in 0..=o.sessions {
@@ -653,7 +657,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  {kind:?} FAILED: {e:#}");
             }
         }
-        let problems = grep_lines(&postern.server.log, &[" WARN ", " ERROR ", "panicked"]);
+        let problems = grep_lines(&postern.server.log, &[" WARN ", " ERROR ", "panicked", "auth.fail"]);
         for p in problems.iter().take(5) {
             println!("  postern log: {p}");
         }
