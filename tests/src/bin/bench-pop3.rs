@@ -657,7 +657,10 @@ fn main() -> anyhow::Result<()> {
                 println!("  {kind:?} FAILED: {e:#}");
             }
         }
-        let problems = grep_lines(&postern.server.log, &[" WARN ", " ERROR ", "panicked", "auth.fail"]);
+        let problems = grep_lines(
+            &postern.server.log,
+            &[" WARN ", " ERROR ", "panicked", "auth.fail"],
+        );
         for p in problems.iter().take(5) {
             println!("  postern log: {p}");
         }
