@@ -16,4 +16,5 @@ pub mod maildir;
 pub mod mailstore;
 pub mod proto;
 pub mod smtp;
+pub mod stream;
 pub mod tls;

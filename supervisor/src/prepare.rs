@@ -504,7 +504,11 @@ pub fn plan_children(
                         tls_verify: r.tls_verify,
                     });
                 }
-                Role::Imapd | Role::Pop3d => slice.tls = tls.cloned(),
+                Role::Imapd => slice.tls = tls.cloned(),
+                Role::Pop3d => {
+                    slice.tls = tls.cloned();
+                    slice.pop3 = Some(config.pop3.clone());
+                }
                 Role::Mda => {}
             }
             Some(ChildPlan {

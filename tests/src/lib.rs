@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod bench;
+
 /// How long any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -446,6 +448,74 @@ impl Server {
             .unwrap_or_default();
         files.sort();
         files
+    }
+
+    /// The Maildir root of `address` under this server's state (`state/mail/DOMAIN/LOCAL`).
+    pub fn mailbox(&self, address: &str) -> PathBuf {
+        let (local, domain) = address.split_once('@').expect("user@domain");
+        self.setup().path(&format!("state/mail/{domain}/{local}"))
+    }
+
+    /// Every message file of `address` (`new/` and `cur/`), sorted by file name.
+    pub fn mailbox_files(&self, address: &str) -> Vec<PathBuf> {
+        let root = self.mailbox(address);
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .flat_map(|sub| {
+                std::fs::read_dir(root.join(sub))
+                    .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        files.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
+        files
+    }
+
+    /// Writes `messages` (LF line ends) straight into `address`'s `new/` (Maildir names with S= and
+    /// W=), owned like the mail directory, for tests that need many messages without SMTP.
+    pub fn put_messages(&self, address: &str, messages: &[Vec<u8>]) -> Vec<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let mail = self.setup().path("state/mail");
+        let owner = std::fs::metadata(&mail).expect("state/mail exists once serve runs");
+        let root = self.mailbox(address);
+        let chown = |p: &Path| {
+            std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid())).expect("chown")
+        };
+        let mut dir = root.clone();
+        let mut created = Vec::new();
+        while !dir.exists() && dir != mail {
+            created.push(dir.clone());
+            dir.pop();
+        }
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(root.join(sub)).expect("maildir");
+            created.push(root.join(sub));
+        }
+        for d in created {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+            chown(&d);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let lf = m.iter().filter(|&&b| b == b'\n').count();
+                let name = format!(
+                    "{now}.M{i:06}P{}Q{i}.test,S={},W={}",
+                    std::process::id(),
+                    m.len(),
+                    m.len() + lf
+                );
+                let path = root.join("new").join(name);
+                std::fs::write(&path, m).expect("write message");
+                chown(&path);
+                path
+            })
+            .collect()
     }
 
     pub fn auth_socket(&self) -> PathBuf {

@@ -142,6 +142,7 @@ pub struct Config {
     pub relay: Option<RelayConfig>,
     pub limits: Limits,
     pub mta: MtaSettings,
+    pub pop3: Pop3Settings,
     pub service_users: ServiceUsers,
     pub auth: AuthSettings,
     pub supervisor: SupervisorSettings,
@@ -220,6 +221,18 @@ pub struct MtaSettings {
     pub delivery: DeliveryTarget,
     pub retry_min: Duration,
     pub retry_max: Duration,
+}
+
+/// How postern-pop3d behaves (its slice carries it). See `raw::RawPop3` for each key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Pop3Settings {
+    pub line_length: usize,
+    pub commands_before_auth: u32,
+    pub errors: u32,
+    pub idle_timeout: Duration,
+    pub connections_per_ip: u32,
+    pub connections: u32,
+    pub mark_seen: bool,
 }
 
 /// Where local mail goes by LMTP.

@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub relay: Option<RawRelay>,
     pub limits: RawLimits,
     pub submission: RawSubmission,
+    pub pop3: RawPop3,
     pub queue: RawQueue,
     pub service_users: RawServiceUsers,
     pub auth: RawAuth,
@@ -50,6 +51,7 @@ impl Default for RawConfig {
             relay: None,
             limits: RawLimits::default(),
             submission: RawSubmission::default(),
+            pop3: RawPop3::default(),
             queue: RawQueue::default(),
             service_users: RawServiceUsers::default(),
             auth: RawAuth::default(),
@@ -188,6 +190,43 @@ impl Default for RawSubmission {
     fn default() -> Self {
         RawSubmission {
             restrict_sender: true,
+        }
+    }
+}
+
+/// postern-pop3d (110 with STLS, 995): its own limits, since a POP3 client behaves nothing like
+/// an SMTP peer (RFC 1939 asks for a 10-minute idle timer, SMTP for 5).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawPop3 {
+    /// Longest command line, CRLF included; longer lines get `-ERR` and are dropped.
+    /// RFC 2449 §4 makes 255 octets the least a server accepts.
+    pub line_length: u32,
+    /// Commands before a successful login (CAPA, STLS, USER ...) before the session is closed.
+    pub commands_before_auth: u32,
+    /// Failed commands (`-ERR` replies) in one session before it is closed.
+    pub errors: u32,
+    /// How long a client may stay silent; RFC 1939 §3 asks for at least 10 minutes.
+    pub idle_timeout: String,
+    /// Simultaneous POP3 connections from one IP address.
+    pub connections_per_ip: u32,
+    /// Simultaneous POP3 connections in total.
+    pub connections: u32,
+    /// Retrieved messages (RETR, not TOP) are marked \Seen for IMAP when the session ends
+    /// with QUIT.
+    pub mark_seen: bool,
+}
+
+impl Default for RawPop3 {
+    fn default() -> Self {
+        RawPop3 {
+            line_length: 1024,
+            commands_before_auth: 30,
+            errors: 20,
+            idle_timeout: "10m".into(),
+            connections_per_ip: 20,
+            connections: 500,
+            mark_seen: true,
         }
     }
 }

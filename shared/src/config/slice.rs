@@ -29,6 +29,8 @@ pub struct DaemonSlice {
     pub relay: Option<RelaySlice>,
     /// postern-mta only.
     pub mta: Option<super::MtaSettings>,
+    /// postern-pop3d only.
+    pub pop3: Option<super::Pop3Settings>,
 }
 
 impl std::fmt::Debug for DaemonSlice {
@@ -84,6 +86,7 @@ impl DaemonSlice {
             auth: None,
             relay: None,
             mta: None,
+            pop3: None,
         }
     }
 }

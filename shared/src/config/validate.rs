@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::raw::RawConfig;
 use super::{
     AuthSettings, Config, ConfigError, DeliveryTarget, Limits, ListenerName, Locator, MtaSettings,
-    RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig, parse_duration,
+    Pop3Settings, RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig, parse_duration,
 };
 
 /// The longest `sun_path` of a Unix socket, less room for `/notify.sock` (unix(7)).
@@ -222,6 +222,7 @@ pub fn validate(
         retry_min: c.duration("queue.retry_min", &raw.queue.retry_min),
         retry_max: c.duration("queue.retry_max", &raw.queue.retry_max),
     };
+    let pop3 = validate_pop3(&mut c, &raw.pop3);
 
     let mut users = Vec::new();
     for (key, name) in [
@@ -311,6 +312,7 @@ pub fn validate(
         relay,
         limits,
         mta,
+        pop3,
         service_users,
         auth,
         supervisor,
@@ -357,6 +359,44 @@ fn validate_listen(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<(ListenerName, V
         out.push((name, addrs));
     }
     out
+}
+
+fn validate_pop3(c: &mut Checker<'_>, raw: &super::raw::RawPop3) -> Pop3Settings {
+    let settings = Pop3Settings {
+        line_length: raw.line_length as usize,
+        commands_before_auth: raw.commands_before_auth,
+        errors: raw.errors,
+        idle_timeout: c.duration("pop3.idle_timeout", &raw.idle_timeout),
+        connections_per_ip: raw.connections_per_ip,
+        connections: raw.connections,
+        mark_seen: raw.mark_seen,
+    };
+    // RFC 2449 §4: a server accepts command lines of 255 octets at least.
+    if settings.line_length < 255 {
+        c.error(
+            "pop3.line_length",
+            "must be at least 255",
+            Some("RFC 2449 §4 lets clients send 255-octet command lines".into()),
+        );
+    }
+    for (key, n) in [
+        ("pop3.commands_before_auth", settings.commands_before_auth),
+        ("pop3.errors", settings.errors),
+        ("pop3.connections_per_ip", settings.connections_per_ip),
+        ("pop3.connections", settings.connections),
+    ] {
+        if n == 0 {
+            c.error(key, "must be at least 1", None);
+        }
+    }
+    if settings.idle_timeout < Duration::from_secs(1) {
+        c.error(
+            "pop3.idle_timeout",
+            "must be at least 1s",
+            Some("RFC 1939 §3 asks for at least 10 minutes: \"10m\"".into()),
+        );
+    }
+    settings
 }
 
 fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig {

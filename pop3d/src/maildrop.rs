@@ -1,0 +1,59 @@
+//! What POP3 needs from the mailstore, as two small traits: a [`Store`] opens a user's
+//! [`Maildrop`] exclusively (RFC 1939 §8: one session per maildrop), which lists its messages
+//! in a fixed order with their sizes and unique ids, reads them, and applies the UPDATE state
+//! (deletions and \Seen) durably. The session and the socket code depend only on this; the
+//! implementations live beside it. Blocking file I/O: called on blocking threads.
+
+use std::io;
+
+/// One message as POP3 shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Octets as sent by RETR (CRLF line ends), before dot-stuffing: RFC 1939 §5 LIST.
+    pub size: u64,
+    /// RFC 1939 §7 UIDL: 1 to 70 octets in 0x21..=0x7E, stable across sessions.
+    pub uidl: String,
+}
+
+/// Why a maildrop could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another session holds the maildrop lock (RFC 2449 §8.1.2 `[IN-USE]`).
+    InUse,
+    Io(io::Error),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> OpenError {
+        OpenError::Io(e)
+    }
+}
+
+/// The effects of the UPDATE state (RFC 1939 §6), by message index (0-based, in the order
+/// [`Store::open`] listed them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    pub delete: Vec<usize>,
+    /// Retrieved with RETR and not deleted: marked \Seen.
+    pub seen: Vec<usize>,
+}
+
+/// An open, locked maildrop. Dropping it releases the lock, however the session ended.
+pub trait Maildrop: Send + Sync + 'static {
+    /// The message as stored (LF or CRLF line ends).
+    fn read(&mut self, index: usize) -> io::Result<Vec<u8>>;
+    /// Applies `update` and returns only when it is durable (RFC 1939 §6: the `+OK` after QUIT
+    /// promises the deletions). A message already gone counts as deleted.
+    fn commit(&mut self, update: &Update) -> io::Result<()>;
+}
+
+/// Opens maildrops.
+pub trait Store: Send + Sync + 'static {
+    /// Locks and lists the maildrop of `user` (the canonical address authd answered).
+    fn open(&self, user: &str) -> Result<(Box<dyn Maildrop>, Vec<MessageInfo>), OpenError>;
+}
+
+/// True when `uidl` is a valid unique-id listing (RFC 1939 §7 UIDL).
+pub fn is_valid_uidl(uidl: &str) -> bool {
+    (1..=70).contains(&uidl.len()) && uidl.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
