@@ -10,6 +10,7 @@
 //! Asserts nothing and installs nothing. Build in release for meaningful numbers:
 //!   CARGO_TARGET_DIR=/work/target-bench cargo build --release --workspace
 //!   /work/target-bench/release/bench-smtp
+//! Delivered mail is set aside between phases and deleted at the end (see `set_aside`).
 //! Options: `--messages N` (20000), `--sessions N` (20), `--mailboxes N` (50), `--size BYTES`
 //! (4096), `--runs N` (1; medians with min and max when more), `--only postern|postfix`, and
 //! for diagnosis `--no-pipelining` (MAIL, RCPT and DATA each wait for their reply).
@@ -192,6 +193,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     print_summary(&results, &kinds, &opts);
+    let _ = std::fs::remove_dir_all(graveyard());
     Ok(())
 }
 
@@ -236,8 +238,28 @@ fn run_phase(
             Box::new(PostfixDovecot::start(tools, opts.mailboxes).context("starting them")?)
         }
     };
-    let load = Arc::new(Load::new(opts, instance.smtp(), mode, tag));
-    Ok(measure(runtime, instance.as_ref(), &load, opts))
+    let load = Arc::new(Load::new(opts, instance.smtp(), mode, tag.clone()));
+    let outcome = measure(runtime, instance.as_ref(), &load, opts);
+    set_aside(&instance.mail_root(), &tag);
+    Ok(outcome)
+}
+
+/// Where delivered mail waits until the end of the benchmark.
+fn graveyard() -> PathBuf {
+    PathBuf::from(format!("/tmp/bench-smtp-spent-{}", std::process::id()))
+}
+
+/// Moves a phase's delivered mail aside instead of deleting it now: deleting thousands of
+/// files marks their inodes as recently deleted, and ext4 without a journal (as on the
+/// benchmark machine) then scans past them on every file creation for a minute or more,
+/// taxing whichever system runs next. Everything is deleted at the end.
+fn set_aside(mail_root: &Path, tag: &str) {
+    let spent = graveyard();
+    let moved = std::fs::create_dir_all(&spent)
+        .and_then(|()| std::fs::rename(mail_root, spent.join(tag)));
+    if let Err(e) = moved {
+        println!("  (could not set {} aside: {e})", mail_root.display());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +274,8 @@ trait Instance {
     fn cpu_roots(&self) -> Vec<i32>;
     /// Messages still in the queue.
     fn queued(&self) -> usize;
+    /// The directory holding every delivered message (moved aside after the phase).
+    fn mail_root(&self) -> PathBuf;
     /// Log lines worth showing after a phase (warnings, errors).
     fn problems(&self) -> Vec<String>;
 }
@@ -288,6 +312,9 @@ impl Instance for Postern {
         self.server
             .setup()
             .path(&format!("state/mail/{DOMAIN}/user{n}"))
+    }
+    fn mail_root(&self) -> PathBuf {
+        self.server.setup().path("state/mail")
     }
     fn cpu_roots(&self) -> Vec<i32> {
         vec![self.server.pid]
@@ -530,6 +557,9 @@ impl Instance for PostfixDovecot {
     }
     fn maildir(&self, n: u64) -> PathBuf {
         self.path(&format!("mail/{DOMAIN}/user{n}/Maildir"))
+    }
+    fn mail_root(&self) -> PathBuf {
+        self.path("mail")
     }
     fn cpu_roots(&self) -> Vec<i32> {
         [self.postfix_pid, self.dovecot_pid]
