@@ -220,6 +220,38 @@ pub struct MtaSettings {
     pub delivery: DeliveryTarget,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// `[queue] lifetime`: past it, pending recipients fail as expired.
+    pub lifetime: Duration,
+    /// `[queue] delay_warning`; zero never warns.
+    pub delay_warning: Duration,
+    pub outbound: OutboundSettings,
+}
+
+/// `[outbound]` and `[dns]`: delivery to other domains.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OutboundSettings {
+    pub tls: OutboundTls,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub final_timeout: Duration,
+    pub concurrency: u32,
+    pub per_destination: u32,
+    /// Empty: the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+/// The TLS policy towards MX hosts (`[outbound] tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundTls {
+    /// STARTTLS when offered, any certificate; plain text otherwise.
+    May,
+    /// TLS required, certificate not verified.
+    Encrypt,
+    /// TLS required and the certificate verified.
+    Verify,
 }
 
 /// Where local mail goes by LMTP.

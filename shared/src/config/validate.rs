@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::raw::RawConfig;
 use super::{
     AuthSettings, Config, ConfigError, DeliveryTarget, Limits, ListenerName, Locator, MtaSettings,
-    RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig, parse_duration,
+    OutboundSettings, OutboundTls, RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig,
+    parse_duration,
 };
 
 /// The longest `sun_path` of a Unix socket, less room for `/notify.sock` (unix(7)).
@@ -221,7 +222,17 @@ pub fn validate(
         delivery,
         retry_min: c.duration("queue.retry_min", &raw.queue.retry_min),
         retry_max: c.duration("queue.retry_max", &raw.queue.retry_max),
+        lifetime: c.duration("queue.lifetime", &raw.queue.lifetime),
+        delay_warning: c.duration("queue.delay_warning", &raw.queue.delay_warning),
+        outbound: validate_outbound(&mut c, &raw),
     };
+    if mta.lifetime.is_zero() {
+        c.error(
+            "queue.lifetime",
+            "must be greater than 0",
+            Some("RFC 5321 §4.5.4.1 suggests \"5d\"".into()),
+        );
+    }
 
     let mut users = Vec::new();
     for (key, name) in [
@@ -357,6 +368,54 @@ fn validate_listen(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<(ListenerName, V
         out.push((name, addrs));
     }
     out
+}
+
+fn validate_outbound(c: &mut Checker<'_>, raw: &RawConfig) -> OutboundSettings {
+    let o = &raw.outbound;
+    let tls = match o.tls.as_str() {
+        "may" => OutboundTls::May,
+        "encrypt" => OutboundTls::Encrypt,
+        "verify" => OutboundTls::Verify,
+        other => {
+            c.error(
+                "outbound.tls",
+                format!("{other:?} is not a TLS policy"),
+                Some("one of \"may\", \"encrypt\", \"verify\"".into()),
+            );
+            OutboundTls::May
+        }
+    };
+    for (key, n) in [
+        ("outbound.port", u32::from(o.port)),
+        ("outbound.concurrency", o.concurrency),
+        ("outbound.per_destination", o.per_destination),
+    ] {
+        if n == 0 {
+            c.error(key, "must be at least 1", None);
+        }
+    }
+    let mut nameservers = Vec::new();
+    for (i, text) in raw.dns.nameservers.iter().enumerate() {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => nameservers.push(addr),
+            Err(_) => c.error(
+                &format!("dns.nameservers.{i}"),
+                format!("{text:?} is not an address:port"),
+                Some("write \"127.0.0.1:53\" or \"[::1]:53\"".into()),
+            ),
+        }
+    }
+    OutboundSettings {
+        tls,
+        port: o.port,
+        connect_timeout: c.duration("outbound.connect_timeout", &o.connect_timeout),
+        command_timeout: c.duration("outbound.command_timeout", &o.command_timeout),
+        data_timeout: c.duration("outbound.data_timeout", &o.data_timeout),
+        final_timeout: c.duration("outbound.final_timeout", &o.final_timeout),
+        concurrency: o.concurrency,
+        per_destination: o.per_destination,
+        nameservers,
+    }
 }
 
 fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig {
