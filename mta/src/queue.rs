@@ -213,7 +213,11 @@ impl Queue {
         let mut body = Vec::new();
         reader.read_to_end(&mut body)?;
         let status = match std::fs::read(self.status_path(id)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Ok(bytes) => Status {
+                // Read from its file: removing the message must remove that file too.
+                on_disk: true,
+                ..serde_json::from_slice(&bytes).map_err(std::io::Error::other)?
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status {
                 recipients: vec![RcptState::Pending; stored.envelope.recipients.len()],
                 attempts: 0,
@@ -429,11 +433,13 @@ mod tests {
             ..Status::default()
         };
         q.save_status(&id, &mut done).unwrap();
-        assert_eq!(
-            q.load(&id).unwrap().2.recipients,
-            vec![RcptState::Delivered]
+        let loaded = q.load(&id).unwrap().2;
+        assert_eq!(loaded.recipients, vec![RcptState::Delivered]);
+        assert!(
+            loaded.on_disk,
+            "a status read from its file is removed with the message"
         );
-        q.remove(&id, &done).unwrap();
+        q.remove(&id, &loaded).unwrap();
         assert!(q.list().unwrap().is_empty());
         let left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -502,6 +502,7 @@ pub fn plan_children(
                         username: r.username.clone(),
                         password: found.relay_password.clone(),
                         tls_verify: r.tls_verify,
+                        implicit_tls: r.implicit_tls,
                     });
                 }
                 Role::Imapd | Role::Pop3d => slice.tls = tls.cloned(),

@@ -190,12 +190,12 @@ impl Outbound {
         }
     }
 
-    /// The TLS mode and credentials: the relay's (RFC 8314: 465 implicit TLS, otherwise
+    /// The TLS mode and credentials: the relay's (RFC 8314: implicit TLS on 465, otherwise
     /// STARTTLS required), or `[outbound] tls` for MX hosts.
     fn policy(&self) -> (TlsMode, Option<Login>) {
         if let Some(relay) = &self.relay {
             let verify = relay.tls_verify;
-            let mode = if relay.port == 465 {
+            let mode = if relay.implicit_tls {
                 TlsMode::Implicit { verify }
             } else {
                 TlsMode::Required { verify }

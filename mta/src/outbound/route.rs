@@ -161,7 +161,17 @@ impl HickoryDns {
     pub fn new(nameservers: &[SocketAddr]) -> anyhow::Result<HickoryDns> {
         let provider = TokioRuntimeProvider::default();
         let builder = if nameservers.is_empty() {
-            Resolver::builder(provider)?
+            match Resolver::builder(provider.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    // A machine without /etc/resolv.conf still serves local mail.
+                    tracing::warn!(event = "outbound.no_resolver", error = %e, "cannot read the system's DNS configuration: remote delivery will be deferred");
+                    Resolver::builder_with_config(
+                        ResolverConfig::from_name_servers(Vec::new()),
+                        provider,
+                    )
+                }
+            }
         } else {
             let servers = nameservers
                 .iter()

@@ -200,6 +200,8 @@ pub struct RelayConfig {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub tls_verify: bool,
+    /// TLS from the first byte (RFC 8314 §3.3), else STARTTLS, required.
+    pub implicit_tls: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

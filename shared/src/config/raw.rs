@@ -133,6 +133,9 @@ pub struct RawRelay {
     pub password_file: String,
     /// Verify the relay's certificate.
     pub tls_verify: bool,
+    /// "auto" (implicit TLS on port 465, STARTTLS on any other), "implicit" or "starttls":
+    /// for relays that serve implicit TLS on another port (and for tests).
+    pub tls: String,
 }
 
 impl Default for RawRelay {
@@ -142,6 +145,7 @@ impl Default for RawRelay {
             username: String::new(),
             password_file: String::new(),
             tls_verify: true,
+            tls: "auto".into(),
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct RelaySlice {
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls_verify: bool,
+    /// TLS from the first byte (port 465 or `[relay] tls = "implicit"`), else STARTTLS.
+    pub implicit_tls: bool,
 }
 
 impl DaemonSlice {

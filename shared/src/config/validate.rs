@@ -453,12 +453,26 @@ fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig 
             Some("set both for AUTH at the relay, or neither".into()),
         );
     }
+    let implicit_tls = match r.tls.as_str() {
+        "auto" => port == 465,
+        "implicit" => true,
+        "starttls" => false,
+        other => {
+            c.error(
+                "relay.tls",
+                format!("{other:?} is not a relay TLS mode"),
+                Some("one of \"auto\", \"implicit\", \"starttls\"".into()),
+            );
+            false
+        }
+    };
     RelayConfig {
         host,
         port,
         username,
         password_file,
         tls_verify: r.tls_verify,
+        implicit_tls,
     }
 }
 

@@ -1,0 +1,262 @@
+//! Outbound delivery between real Postern instances: instance A (domain a.test) sends to
+//! B (b.test) and C (c.test, on 127.0.0.2) found through MX records served by the harness's
+//! DNS responder (`harness::dns`), with `[dns] nameservers` and `[outbound] port` pointing A
+//! at them. Mail is submitted with Python's smtplib; bounces are parsed as RFC 3464 reports
+//! with mail-parser.
+
+use harness::dns::{DnsServer, Record};
+use harness::{Server, Setup, python, wait_until};
+use mail_parser::MimeHeaders;
+
+const SUBMIT: &str = r#"
+import smtplib, ssl, sys
+port, user, password, sender = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+rcpts = sys.argv[5].split(",")
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", port)
+s.starttls(context=ctx)
+s.login(user, password)
+msg = "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nHello from A.\r\n" % (sender, rcpts[0], sys.argv[6])
+print("refused", s.sendmail(sender, rcpts, msg))
+s.quit()
+"#;
+
+/// Submits a message on `server`'s port 587 as alice@a.test.
+fn submit(server: &Server, sender: &str, rcpts: &[&str], subject: &str) {
+    let port = server.setup().port("submission").to_string();
+    let (status, out, err) = python(
+        SUBMIT,
+        &[
+            &port,
+            "alice@a.test",
+            "alice-pw",
+            sender,
+            &rcpts.join(","),
+            subject,
+        ],
+    );
+    assert!(status.success(), "submission failed:\n{out}\n{err}");
+    assert!(out.contains("refused {}"), "{out}");
+}
+
+fn dns() -> DnsServer {
+    let lo = |s: &str| Record::Ip(s.parse().unwrap());
+    DnsServer::start(vec![
+        ("a.test", Record::Mx(10, "mx.a.test".into())),
+        ("mx.a.test", lo("127.0.0.1")),
+        ("b.test", Record::Mx(10, "mx.b.test".into())),
+        ("mx.b.test", lo("127.0.0.1")),
+        ("c.test", Record::Mx(10, "mx.c.test".into())),
+        ("mx.c.test", lo("127.0.0.2")),
+        ("nullmx.test", Record::Mx(0, ".".into())),
+    ])
+}
+
+/// Instance A: sends to MX hosts on `port`, retries every second.
+fn instance_a(dns: &DnsServer, port: u16, more: &str) -> Setup {
+    let extra = format!(
+        "[dns]\nnameservers = [\"{}\"]\n\n[outbound]\nport = {port}\nconnect_timeout = \"2s\"\n\n[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n\n[submission]\nrestrict_sender = false\n\n{more}",
+        dns.addr
+    );
+    let setup = Setup::new(&extra).named("mx.a.test", &["a.test"]);
+    setup.add_user("alice@a.test", "alice-pw");
+    setup
+}
+
+/// An instance receiving for `domain` (bob@ and relay@ exist).
+fn receiver(host: &str, domain: &str) -> Setup {
+    let setup = Setup::new("[submission]\nrestrict_sender = false\n").named(host, &[domain]);
+    setup.add_user(&format!("bob@{domain}"), "bob-pw");
+    setup.add_user(&format!("relay@{domain}"), "relay-pw");
+    setup
+}
+
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// The message/delivery-status part of a DSN, after checking the report's structure.
+fn delivery_status(bytes: &[u8]) -> String {
+    let msg = mail_parser::MessageParser::default()
+        .parse(bytes)
+        .expect("a MIME message");
+    let ct = msg.content_type().expect("content type");
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("multipart", Some("report")),
+        "RFC 3464 §2: multipart/report"
+    );
+    assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+    let status = msg
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.subtype() == Some("delivery-status"))
+        })
+        .expect("a message/delivery-status part");
+    let text = String::from_utf8_lossy(bytes);
+    let start = status.raw_body_offset() as usize;
+    let end = status.raw_end_offset() as usize;
+    text[start..end].to_string()
+}
+
+#[test]
+fn mx_delivery_refusal_bounce_null_mx_and_no_bounce_of_a_bounce() {
+    let dns = dns();
+    let b = receiver("mx.b.test", "b.test").start();
+    let a = instance_a(&dns, b.setup().port("smtp"), "").start();
+
+    submit(&a, "alice@a.test", &["bob@b.test"], "first");
+    wait_until("the message in bob's Maildir on B", || {
+        b.maildir("bob@b.test").len() == 1
+    });
+    let text = String::from_utf8(read(&b.maildir("bob@b.test")[0])).unwrap();
+    assert!(text.contains("Subject: first"), "{text}");
+    assert!(
+        text.contains("from mx.a.test") && text.contains("by mx.b.test (Postern)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("with ESMTPS"),
+        "opportunistic STARTTLS was used: {text}"
+    );
+
+    // 550 at RCPT: a DSN to the sender's mailbox on A.
+    submit(&a, "alice@a.test", &["nobody@b.test"], "refused");
+    wait_until("a bounce in alice's Maildir", || {
+        a.maildir("alice@a.test").len() == 1
+    });
+    let dsn = read(&a.maildir("alice@a.test")[0]);
+    let status = delivery_status(&dsn);
+    for field in [
+        "Reporting-MTA: dns; mx.a.test",
+        "Final-Recipient: rfc822; nobody@b.test",
+        "Action: failed",
+        "Status: 5.1.1",
+        "Remote-MTA: dns; mx.b.test",
+        "Diagnostic-Code: smtp; 550",
+    ] {
+        assert!(status.contains(field), "{field:?} missing:\n{status}");
+    }
+    let dsn_text = String::from_utf8_lossy(&dsn);
+    assert!(dsn_text.contains("Subject: refused"), "original returned");
+    assert!(
+        dsn_text.contains("Return-Path: <>"),
+        "from the null sender: {dsn_text}"
+    );
+
+    // A null MX (RFC 7505): bounced at the first attempt.
+    let before = a.log_len();
+    submit(&a, "alice@a.test", &["x@nullmx.test"], "null");
+    wait_until("a second bounce", || a.maildir("alice@a.test").len() == 2);
+    let files = a.maildir("alice@a.test");
+    let second = files
+        .iter()
+        .map(|p| read(p))
+        .find(|m| String::from_utf8_lossy(m).contains("x@nullmx.test"))
+        .expect("the null MX bounce");
+    assert!(delivery_status(&second).contains("Status: 5.1.10"));
+    let log = a.log_text();
+    assert!(
+        !log[before..].contains("queue.deferred"),
+        "no retry for a null MX:\n{log}"
+    );
+
+    // A failed message from the null sender is not bounced.
+    let before = a.log_len();
+    submit(&a, "", &["nobody@b.test"], "bounce of a bounce");
+    a.wait_log("bounce.dropped", before);
+    wait_until("A's queue to empty", || a.queued().is_empty());
+    assert_eq!(a.maildir("alice@a.test").len(), 2);
+}
+
+#[test]
+fn deferred_partial_restart_then_delivered_once() {
+    let dns = dns();
+    let b = receiver("mx.b.test", "b.test").start();
+    let port = b.setup().port("smtp");
+    // C answers on 127.0.0.2 on the same port, once started.
+    let mut c_setup = receiver("mx.c.test", "c.test").listen_ip("127.0.0.2");
+    for (name, p) in c_setup.ports.iter_mut() {
+        if *name == "smtp" {
+            *p = port;
+        }
+    }
+    c_setup.write_config();
+    let a = instance_a(&dns, port, "").start();
+
+    submit(&a, "alice@a.test", &["bob@b.test", "bob@c.test"], "partial");
+    wait_until("bob@b.test served", || b.maildir("bob@b.test").len() == 1);
+    let log = a.wait_log("queue.deferred", 0);
+    assert!(log.contains("bob@c.test"), "{log}");
+    // Retried at least once more, then A restarts in the middle of the schedule.
+    let after = a.log_len();
+    a.wait_log("queue.deferred", after);
+    let a = a.restart();
+    a.wait_log("queue.recovered", 0);
+    a.wait_log("queue.deferred", 0);
+    assert_eq!(a.queued().iter().filter(|f| f.ends_with(".msg")).count(), 1);
+
+    let c = c_setup.start();
+    wait_until("bob@c.test served", || c.maildir("bob@c.test").len() == 1);
+    wait_until("A's queue to empty", || a.queued().is_empty());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        b.maildir("bob@b.test").len(),
+        1,
+        "the recipient that accepted got the message once"
+    );
+    assert_eq!(c.maildir("bob@c.test").len(), 1);
+    assert!(a.maildir("alice@a.test").is_empty(), "no bounce");
+}
+
+fn relay_config(b: &Server, listener: &str, tls: &str, password: &str, dir: &str) -> String {
+    let file = format!("{dir}/relay-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    format!(
+        "[relay]\nhost = \"127.0.0.1:{}\"\nusername = \"relay@b.test\"\npassword_file = \"{file}\"\ntls_verify = false\ntls = \"{tls}\"\n",
+        b.setup().port(listener)
+    )
+}
+
+#[test]
+fn relay_host_with_implicit_tls_and_starttls_and_a_wrong_password() {
+    let dns = dns();
+    let b = receiver("mx.b.test", "b.test").start();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap().to_string();
+    for (n, (listener, tls)) in [("submissions", "implicit"), ("submission", "auto")]
+        .into_iter()
+        .enumerate()
+    {
+        let extra = relay_config(&b, listener, tls, "relay-pw", &dir);
+        // MX lookups would lead nowhere: only the relay can deliver.
+        let a = instance_a(&dns, 9, &extra).start();
+        submit(&a, "alice@a.test", &["bob@b.test"], listener);
+        wait_until("the relayed message", || {
+            b.maildir("bob@b.test").len() == n + 1
+        });
+        wait_until("A's queue to empty", || a.queued().is_empty());
+    }
+    let text: String = b
+        .maildir("bob@b.test")
+        .iter()
+        .map(|p| String::from_utf8(read(p)).unwrap())
+        .collect();
+    assert!(
+        text.contains("with ESMTPSA"),
+        "authenticated over TLS: {text}"
+    );
+
+    let extra = relay_config(&b, "submission", "auto", "wrong", &dir);
+    let a = instance_a(&dns, 9, &extra).start();
+    submit(&a, "alice@a.test", &["bob@b.test"], "wrong password");
+    let log = a.wait_log("authentication as \"relay@b.test\"", 0);
+    assert!(log.contains("queue.deferred"), "{log}");
+    assert!(log.contains("535"), "the relay's answer is logged: {log}");
+    assert_eq!(b.maildir("bob@b.test").len(), 2);
+    assert_eq!(a.queued().iter().filter(|f| f.ends_with(".msg")).count(), 1);
+}
