@@ -295,10 +295,8 @@ async fn expand(
         out.push(match auth.lookup(address).await {
             Ok(Recipient::Mailbox { address }) => Ok(vec![address]),
             Ok(Recipient::Alias { targets }) => {
-                let (local_targets, remote): (Vec<String>, Vec<String>) = targets.into_iter().partition(local);
-                if !remote.is_empty() {
-                    tracing::warn!(event = "queue.alias_remote_targets", id = %stored.id, rcpt = %address, targets = ?remote, "remote alias targets are not forwarded until outbound delivery exists");
-                }
+                // Remote targets were added to the envelope when the alias was accepted.
+                let local_targets: Vec<String> = targets.into_iter().filter(local).collect();
                 if local_targets.is_empty() {
                     Err((550, "550 5.1.1 alias has no local mailbox".into()))
                 } else {

@@ -57,6 +57,14 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A UDP port of 127.0.0.1 nothing listens on (at the time of asking).
+fn closed_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
 fn listener_ports() -> Vec<(&'static str, u16)> {
     LISTENERS
         .iter()
@@ -162,6 +170,16 @@ impl Setup {
         } else {
             "[service_users]\ncreate_missing = true\n\n"
         };
+        // Tests never ask a DNS server outside loopback (issue 7): without a `[dns]` table of
+        // their own, lookups go to a closed loopback port and fail at once (deferred).
+        let dns = if self.extra.contains("[dns]") {
+            String::new()
+        } else {
+            format!(
+                "[dns]\nnameservers = [\"127.0.0.1:{}\"]\n\n",
+                closed_udp_port()
+            )
+        };
         let supervisor = if self.extra.contains("[supervisor]") {
             ""
         } else {
@@ -179,6 +197,7 @@ impl Setup {
              {listen}\n\
              {service_users}\
              {supervisor}\
+             {dns}\
              {}",
             self.hostname,
             domains.join(", "),

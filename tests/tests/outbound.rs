@@ -260,3 +260,34 @@ fn relay_host_with_implicit_tls_and_starttls_and_a_wrong_password() {
     assert_eq!(b.maildir("bob@b.test").len(), 2);
     assert_eq!(a.queued().iter().filter(|f| f.ends_with(".msg")).count(), 1);
 }
+
+#[test]
+fn remote_alias_targets_are_forwarded_once() {
+    let dns = dns();
+    let b = receiver("mx.b.test", "b.test").start();
+    let setup = instance_a(&dns, b.setup().port("smtp"), "");
+    harness::write(
+        &setup.path("etc/aliases"),
+        "team@a.test: alice@a.test, bob@b.test\nout@a.test: relay@b.test\n",
+    );
+    let a = setup.start();
+    submit(
+        &a,
+        "alice@a.test",
+        &["team@a.test", "out@a.test"],
+        "to the team",
+    );
+    wait_until("bob@b.test served", || b.maildir("bob@b.test").len() == 1);
+    wait_until("relay@b.test served", || {
+        b.maildir("relay@b.test").len() == 1
+    });
+    wait_until("alice served", || a.maildir("alice@a.test").len() == 1);
+    wait_until("A's queue to empty", || a.queued().is_empty());
+    let a = a.restart();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(b.maildir("bob@b.test").len(), 1, "forwarded once");
+    assert_eq!(b.maildir("relay@b.test").len(), 1);
+    assert!(a.queued().is_empty());
+    let text = String::from_utf8(read(&b.maildir("bob@b.test")[0])).unwrap();
+    assert!(text.contains("Return-Path: <alice@a.test>"), "{text}");
+}
