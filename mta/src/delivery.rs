@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::config::DeliveryTarget;
-use shared::daemon::{AnyStream, Shutdown};
+use shared::daemon::{AnyStream, DRAIN_LIMIT, Shutdown};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
 use crate::outbound::Outcome;
 use crate::queue::{Queue, Queued, RcptState, Status, Stored};
@@ -44,7 +45,9 @@ pub struct Manager {
     pub queued: mpsc::UnboundedSender<Queued>,
 }
 
-/// Runs until shutdown: delivers what `incoming` announces and what is due for a retry.
+/// Runs until shutdown: delivers what `incoming` announces and what is due for a retry. On
+/// shutdown, attempts under way may finish (bounded by `DRAIN_LIMIT`), so a stop between a
+/// delivery and the write of its status (which would send that message again) is rare.
 pub async fn run(
     manager: Arc<Manager>,
     mut incoming: mpsc::UnboundedReceiver<Queued>,
@@ -53,7 +56,45 @@ pub async fn run(
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(String, Duration)>();
     let mut due: BTreeMap<Instant, Vec<String>> = BTreeMap::new();
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
-    // Recovery: whatever was accepted before a stop or a crash is delivered now.
+    let mut tasks = JoinSet::new();
+    due.entry(Instant::now())
+        .or_default()
+        .extend(recover(&manager).await);
+    loop {
+        let now = Instant::now();
+        let ready: Vec<Instant> = due.range(..=now).map(|(t, _)| *t).collect();
+        for t in ready {
+            for id in due.remove(&t).unwrap_or_default() {
+                start(&mut tasks, &manager, &permits, &retry_tx, id, None);
+            }
+        }
+        let next = due
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(now + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            Some(queued) = incoming.recv() => {
+                let id = queued.stored.id.clone();
+                // Big messages are read back when their turn comes rather than held while
+                // they wait for a delivery slot.
+                let fresh = (queued.body.len() <= KEEP_IN_MEMORY).then_some(queued);
+                start(&mut tasks, &manager, &permits, &retry_tx, id, fresh);
+            }
+            Some((id, after)) = retry_rx.recv() => due.entry(Instant::now() + after).or_default().push(id),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    }
+    // Attempts not started yet stay queued for the next start; those under way finish.
+    permits.close();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+}
+
+/// Whatever was accepted before a stop or a crash, to deliver now.
+async fn recover(manager: &Manager) -> Vec<String> {
     let queue = manager.queue.clone();
     match tokio::task::spawn_blocking(move || queue.list()).await {
         Ok(Ok(ids)) => {
@@ -64,42 +105,20 @@ pub async fn run(
                     "delivering queued messages"
                 );
             }
-            due.entry(Instant::now()).or_default().extend(ids);
+            ids
         }
-        other => tracing::error!(
-            event = "queue.scan_failed",
-            "cannot list the queue: {other:?}"
-        ),
-    }
-    loop {
-        let now = Instant::now();
-        let ready: Vec<Instant> = due.range(..=now).map(|(t, _)| *t).collect();
-        for t in ready {
-            for id in due.remove(&t).unwrap_or_default() {
-                start(&manager, &permits, &retry_tx, id, None);
-            }
-        }
-        let next = due
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(now + Duration::from_secs(3600));
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            Some(queued) = incoming.recv() => {
-                let id = queued.stored.id.clone();
-                // Big messages are read back when their turn comes rather than held while
-                // they wait for a delivery slot.
-                let fresh = (queued.body.len() <= KEEP_IN_MEMORY).then_some(queued);
-                start(&manager, &permits, &retry_tx, id, fresh);
-            }
-            Some((id, after)) = retry_rx.recv() => due.entry(Instant::now() + after).or_default().push(id),
-            _ = tokio::time::sleep_until(next.into()) => {}
+        other => {
+            tracing::error!(
+                event = "queue.scan_failed",
+                "cannot list the queue: {other:?}"
+            );
+            Vec::new()
         }
     }
 }
 
 fn start(
+    tasks: &mut JoinSet<()>,
     manager: &Arc<Manager>,
     permits: &Arc<Semaphore>,
     retry: &mpsc::UnboundedSender<(String, Duration)>,
@@ -107,7 +126,7 @@ fn start(
     fresh: Option<Queued>,
 ) {
     let (manager, permits, retry) = (manager.clone(), permits.clone(), retry.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let Ok(_permit) = permits.acquire().await else {
             return;
         };

@@ -19,24 +19,30 @@ s = smtplib.SMTP("127.0.0.1", port)
 s.starttls(context=ctx)
 s.login(user, password)
 msg = "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nHello from A.\r\n" % (sender, rcpts[0], sys.argv[6])
-print("refused", s.sendmail(sender, rcpts, msg))
+options = sys.argv[7].split() if len(sys.argv) > 7 else []
+print("refused", s.sendmail(sender, rcpts, msg, rcpt_options=options))
 s.quit()
 "#;
 
 /// Submits a message on `server`'s port 587 as alice@a.test.
 fn submit(server: &Server, sender: &str, rcpts: &[&str], subject: &str) {
+    submit_with(server, sender, rcpts, subject, "");
+}
+
+/// The same with RCPT parameters (e.g. "NOTIFY=DELAY,FAILURE").
+fn submit_with(server: &Server, sender: &str, rcpts: &[&str], subject: &str, options: &str) {
     let port = server.setup().port("submission").to_string();
-    let (status, out, err) = python(
-        SUBMIT,
-        &[
-            &port,
-            "alice@a.test",
-            "alice-pw",
-            sender,
-            &rcpts.join(","),
-            subject,
-        ],
-    );
+    let joined = rcpts.join(",");
+    let args = [
+        &port,
+        "alice@a.test",
+        "alice-pw",
+        sender,
+        &joined,
+        subject,
+        options,
+    ];
+    let (status, out, err) = python(SUBMIT, &args);
     assert!(status.success(), "submission failed:\n{out}\n{err}");
     assert!(out.contains("refused {}"), "{out}");
 }
@@ -54,10 +60,11 @@ fn dns() -> DnsServer {
     ])
 }
 
-/// Instance A: sends to MX hosts on `port`, retries every second.
+/// Instance A: sends to MX hosts on `port`, retries every second, warns of delays after one
+/// (to those who ask with NOTIFY=DELAY).
 fn instance_a(dns: &DnsServer, port: u16, more: &str) -> Setup {
     let extra = format!(
-        "[dns]\nnameservers = [\"{}\"]\n\n[outbound]\nport = {port}\nconnect_timeout = \"2s\"\n\n[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\n\n[submission]\nrestrict_sender = false\n\n{more}",
+        "[dns]\nnameservers = [\"{}\"]\n\n[outbound]\nport = {port}\nconnect_timeout = \"2s\"\n\n[queue]\nretry_min = \"1s\"\nretry_max = \"2s\"\ndelay_warning = \"1s\"\n\n[submission]\nrestrict_sender = false\n\n{more}",
         dns.addr
     );
     let setup = Setup::new(&extra).named("mx.a.test", &["a.test"]);
@@ -188,7 +195,13 @@ fn deferred_partial_restart_then_delivered_once() {
     c_setup.write_config();
     let a = instance_a(&dns, port, "").start();
 
-    submit(&a, "alice@a.test", &["bob@b.test", "bob@c.test"], "partial");
+    submit_with(
+        &a,
+        "alice@a.test",
+        &["bob@b.test", "bob@c.test"],
+        "partial",
+        "NOTIFY=DELAY,FAILURE",
+    );
     wait_until("bob@b.test served", || b.maildir("bob@b.test").len() == 1);
     let log = a.wait_log("queue.deferred", 0);
     assert!(log.contains("bob@c.test"), "{log}");
@@ -198,7 +211,10 @@ fn deferred_partial_restart_then_delivered_once() {
     let a = a.restart();
     a.wait_log("queue.recovered", 0);
     a.wait_log("queue.deferred", 0);
-    assert_eq!(a.queued().iter().filter(|f| f.ends_with(".msg")).count(), 1);
+    wait_until("the delay warning", || a.maildir("alice@a.test").len() == 1);
+    wait_until("only the waiting message queued", || {
+        a.queued().iter().filter(|f| f.ends_with(".msg")).count() == 1
+    });
 
     let c = c_setup.start();
     wait_until("bob@c.test served", || c.maildir("bob@c.test").len() == 1);
@@ -210,7 +226,18 @@ fn deferred_partial_restart_then_delivered_once() {
         "the recipient that accepted got the message once"
     );
     assert_eq!(c.maildir("bob@c.test").len(), 1);
-    assert!(a.maildir("alice@a.test").is_empty(), "no bounce");
+    // One delay warning (RFC 3461 NOTIFY=DELAY), for the waiting recipient only, and no
+    // second one after the restart.
+    let mail = a.maildir("alice@a.test");
+    assert_eq!(mail.len(), 1, "one delay warning, no bounce");
+    let warning = read(&mail[0]);
+    let status = delivery_status(&warning);
+    assert!(
+        status.contains("Final-Recipient: rfc822; bob@c.test"),
+        "{status}"
+    );
+    assert!(status.contains("Action: delayed"), "{status}");
+    assert!(!status.contains("bob@b.test"), "{status}");
 }
 
 fn relay_config(b: &Server, listener: &str, tls: &str, password: &str, dir: &str) -> String {
