@@ -147,19 +147,53 @@ async fn warn_delay(manager: &Manager, stored: &Stored, body: &[u8], status: &mu
 async fn send(manager: &Manager, stored: &Stored, body: &[u8], entries: &[Entry<'_>], kind: Kind) {
     let sender = &stored.envelope.sender;
     if sender.is_empty() {
-        tracing::warn!(event = "bounce.dropped", id = %stored.id, recipients = entries.len(), "not bouncing a message from the null sender (a bounce is never bounced)");
+        tracing::warn!(
+            event = "bounce.dropped",
+            id = %stored.id,
+            recipients = entries.len(),
+            "not bouncing a message from the null sender (a bounce is never bounced)"
+        );
         return;
     }
     let date = shared::date::now();
     let text = build(&manager.hostname, stored, body, entries, kind, &date);
+    let message = dsn_message(manager, sender, text);
+    let queue = manager.queue.clone();
+    let stored_dsn = tokio::task::spawn_blocking(move || queue.store(&message, &date)).await;
+    match stored_dsn.map_err(std::io::Error::other).and_then(|r| r) {
+        Ok(queued) => {
+            tracing::info!(
+                event = "bounce.queued",
+                id = %stored.id,
+                dsn = %queued.stored.id,
+                kind = ?kind,
+                to = %sender,
+                recipients = entries.len(),
+                "delivery status notification queued"
+            );
+            let _ = manager.queued.send(queued);
+        }
+        Err(e) => {
+            tracing::error!(
+                event = "bounce.store_failed",
+                id = %stored.id,
+                error = %e,
+                "cannot queue the DSN"
+            )
+        }
+    }
+}
+
+/// A DSN as a message from the null sender (RFC 3461 §6.2) to `sender`.
+fn dsn_message(manager: &Manager, sender: &str, text: Vec<u8>) -> Message {
     let local = sender
         .rsplit_once('@')
         .is_some_and(|(_, d)| manager.domains.iter().any(|l| l.eq_ignore_ascii_case(d)));
-    let message = Message {
+    Message {
         envelope: Envelope {
             sender: String::new(),
             recipients: vec![Rcpt {
-                address: sender.clone(),
+                address: sender.to_string(),
                 local,
                 notify: vec![],
                 orcpt: None,
@@ -178,19 +212,6 @@ async fn send(manager: &Manager, stored: &Stored, body: &[u8], entries: &[Entry<
             smtputf8: false,
         },
         body: text,
-    };
-    let queue = manager.queue.clone();
-    match tokio::task::spawn_blocking(move || queue.store(&message, &date)).await {
-        Ok(Ok(queued)) => {
-            tracing::info!(event = "bounce.queued", id = %stored.id, dsn = %queued.stored.id, kind = ?kind, to = %sender, recipients = entries.len(), "delivery status notification queued");
-            let _ = manager.queued.send(queued);
-        }
-        Ok(Err(e)) => {
-            tracing::error!(event = "bounce.store_failed", id = %stored.id, error = %e, "cannot queue the DSN")
-        }
-        Err(e) => {
-            tracing::error!(event = "bounce.store_failed", id = %stored.id, error = %e, "cannot queue the DSN")
-        }
     }
 }
 
@@ -227,15 +248,34 @@ pub fn build(
         Kind::Failure => ("Undelivered Mail Returned to Sender", "failed"),
         Kind::Delay => ("Delayed Mail (still being retried)", "delayed"),
     };
-    let mut out = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\nTo: <{}>\nSubject: {subject}\nDate: {date}\nMessage-ID: <{}.{}@{hostname}>\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"\n\nThis is a MIME-encapsulated message.\n\n",
-        stored.envelope.sender,
-        stored.id,
-        now_secs(),
-    );
-    out.push_str(&format!("--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Description: Notification\n\n"));
-    out.push_str(&human_part(hostname, entries, kind));
-    out.push_str(&format!("\n--{boundary}\nContent-Type: message/delivery-status\nContent-Description: Delivery report\n\n"));
+    let sender = &stored.envelope.sender;
+    let id = &stored.id;
+    // RFC 3464 §2 and RFC 3834 §5 (Auto-Submitted).
+    let mut out = [
+        format!("From: Mail Delivery System <MAILER-DAEMON@{hostname}>"),
+        format!("To: <{sender}>"),
+        format!("Subject: {subject}"),
+        format!("Date: {date}"),
+        format!("Message-ID: <{id}.{}@{hostname}>", now_secs()),
+        "Auto-Submitted: auto-replied".into(),
+        "MIME-Version: 1.0".into(),
+        "Content-Type: multipart/report; report-type=delivery-status;".into(),
+        format!("\tboundary=\"{boundary}\""),
+        String::new(),
+        "This is a MIME-encapsulated message.".into(),
+        String::new(),
+        format!("--{boundary}"),
+        "Content-Type: text/plain; charset=utf-8".into(),
+        "Content-Description: Notification".into(),
+        String::new(),
+        human_part(hostname, entries, kind),
+        format!("--{boundary}"),
+        "Content-Type: message/delivery-status".into(),
+        "Content-Description: Delivery report".into(),
+        String::new(),
+        String::new(),
+    ]
+    .join("\n");
     out.push_str(&status_part(hostname, stored, entries, action));
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(&returned_part(stored, body, &boundary));
@@ -246,8 +286,14 @@ pub fn build(
 fn human_part(hostname: &str, entries: &[Entry<'_>], kind: Kind) -> String {
     let mut text = format!("This is the mail system at host {hostname}.\n\n");
     text.push_str(match kind {
-        Kind::Failure => "Your message could not be delivered to one or more recipients.\nIt is attached below.\n\n",
-        Kind::Delay => "Your message could not be delivered yet to one or more recipients.\nDelivery will be retried; you need not send it again.\n\n",
+        Kind::Failure => concat!(
+            "Your message could not be delivered to one or more recipients.\n",
+            "It is attached below.\n\n"
+        ),
+        Kind::Delay => concat!(
+            "Your message could not be delivered yet to one or more recipients.\n",
+            "Delivery will be retried; you need not send it again.\n\n"
+        ),
     });
     for e in entries {
         text.push_str(&format!(
@@ -310,7 +356,8 @@ fn returned_part(stored: &Stored, body: &[u8], boundary: &str) -> Vec<u8> {
             .position(|w| w == b"\n\n")
             .map(|p| p + 1)
             .unwrap_or(body.len());
-        out.extend_from_slice(b"Content-Type: text/rfc822-headers\nContent-Description: Undelivered Message Headers\n\n");
+        out.extend_from_slice(b"Content-Type: text/rfc822-headers\n");
+        out.extend_from_slice(b"Content-Description: Undelivered Message Headers\n\n");
         out.extend_from_slice(&body[..end]);
     }
     if !out.ends_with(b"\n") {

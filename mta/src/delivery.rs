@@ -82,7 +82,9 @@ pub async fn run(
                 let fresh = (queued.body.len() <= KEEP_IN_MEMORY).then_some(queued);
                 start(&mut tasks, &manager, &permits, &retry_tx, id, fresh);
             }
-            Some((id, after)) = retry_rx.recv() => due.entry(Instant::now() + after).or_default().push(id),
+            Some((id, after)) = retry_rx.recv() => {
+                due.entry(Instant::now() + after).or_default().push(id);
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = tokio::time::sleep_until(next.into()) => {}
         }
@@ -222,7 +224,12 @@ async fn deliver_local(
             record(stored, status, pending, &per_rcpt);
         }
         Err(e) => {
-            tracing::warn!(event = "queue.deferred", id = %stored.id, error = %e, "LMTP delivery failed; will retry");
+            tracing::warn!(
+                event = "queue.deferred",
+                id = %stored.id,
+                error = %e,
+                "LMTP delivery failed; will retry"
+            );
             status.last_error = Some(format!("local delivery: {e}"));
         }
     }
@@ -242,11 +249,23 @@ async fn deliver_remote(
         let rcpt = &stored.envelope.recipients[i].address;
         let state = match outcome {
             Outcome::Delivered(reply, hop) => {
-                tracing::info!(event = "queue.delivered", id = %stored.id, rcpt = %rcpt, relay = %hop, "{reply}");
+                tracing::info!(
+                    event = "queue.delivered",
+                    id = %stored.id,
+                    rcpt = %rcpt,
+                    relay = %hop,
+                    "{reply}"
+                );
                 RcptState::Delivered
             }
             Outcome::Failed(reply, remote) => {
-                tracing::warn!(event = "queue.failed", id = %stored.id, rcpt = %rcpt, relay = ?remote, "{reply}");
+                tracing::warn!(
+                    event = "queue.failed",
+                    id = %stored.id,
+                    rcpt = %rcpt,
+                    relay = ?remote,
+                    "{reply}"
+                );
                 RcptState::Failed {
                     reply,
                     remote,

@@ -1,6 +1,7 @@
 //! postern-mta: SMTP transfer (25) and submission (587, 465), the durable queue, delivery of
-//! local mail over LMTP and of remote mail over SMTP, and bounces. `serve` wires listeners, TLS, limits and the queue manager; the
-//! protocol is in `session.rs`, the socket handling in `io.rs`.
+//! local mail over LMTP and of remote mail over SMTP (`outbound/`), and bounces (`bounce.rs`).
+//! `serve` wires listeners, TLS, limits and the queue manager (`delivery.rs`); the protocol is
+//! in `session.rs`, the socket handling in `io.rs`.
 
 pub mod bounce;
 pub mod delivery;

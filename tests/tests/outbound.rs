@@ -286,6 +286,16 @@ fn relay_host_with_implicit_tls_and_starttls_and_a_wrong_password() {
     assert!(log.contains("535"), "the relay's answer is logged: {log}");
     assert_eq!(b.maildir("bob@b.test").len(), 2);
     assert_eq!(a.queued().iter().filter(|f| f.ends_with(".msg")).count(), 1);
+    drop(a);
+
+    // tls_verify = true: the relay's self-signed certificate is refused, the mail deferred.
+    let extra = relay_config(&b, "submissions", "implicit", "relay-pw", &dir)
+        .replace("tls_verify = false", "tls_verify = true");
+    let a = instance_a(&dns, 9, &extra).start();
+    submit(&a, "alice@a.test", &["bob@b.test"], "unverified relay");
+    let log = a.wait_log("queue.deferred", 0);
+    assert!(log.contains("TLS handshake with 127.0.0.1 failed"), "{log}");
+    assert_eq!(b.maildir("bob@b.test").len(), 2);
 }
 
 #[test]

@@ -175,7 +175,13 @@ impl Outbound {
             match smtp::connect(&dial, hop).await {
                 Ok(peer) => return Ok(peer),
                 Err(e) => {
-                    tracing::info!(event = "outbound.connect_failed", host = %hop.name, addr = %hop.addr, "{}", e.0);
+                    tracing::info!(
+                        event = "outbound.connect_failed",
+                        host = %hop.name,
+                        addr = %hop.addr,
+                        "{}",
+                        e.0
+                    );
                     last = e.0;
                 }
             }

@@ -165,7 +165,11 @@ impl HickoryDns {
                 Ok(b) => b,
                 Err(e) => {
                     // A machine without /etc/resolv.conf still serves local mail.
-                    tracing::warn!(event = "outbound.no_resolver", error = %e, "cannot read the system's DNS configuration: remote delivery will be deferred");
+                    tracing::warn!(
+                        event = "outbound.no_resolver",
+                        error = %e,
+                        "cannot read the system's DNS configuration: remote delivery will be deferred"
+                    );
                     Resolver::builder_with_config(
                         ResolverConfig::from_name_servers(Vec::new()),
                         provider,

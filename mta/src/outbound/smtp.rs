@@ -193,20 +193,7 @@ async fn handshake(
 
 /// Connects, reads the greeting, says EHLO, sets up TLS and authenticates as `dial` says.
 pub async fn connect(dial: &Dial<'_>, hop: &Hop) -> Result<Peer, PeerError> {
-    let tcp = tokio::time::timeout(
-        dial.timeouts.connect,
-        tokio::net::TcpStream::connect(hop.addr),
-    )
-    .await
-    .map_err(|_| {
-        temporary(format!(
-            "connecting to {} ({}) timed out",
-            hop.name, hop.addr
-        ))
-    })?
-    .map_err(|e| temporary(format!("connecting to {} ({}): {e}", hop.name, hop.addr)))?;
-    let _ = tcp.set_nodelay(true);
-    let mut stream: AnyStream = Box::new(tcp);
+    let mut stream = open_tcp(dial, hop).await?;
     let mut implicit = false;
     if let TlsMode::Implicit { verify } = dial.tls {
         stream = handshake(stream, dial, hop, verify).await?;
@@ -236,6 +223,23 @@ pub async fn connect(dial: &Dial<'_>, hop: &Hop) -> Result<Peer, PeerError> {
         authenticate(&mut peer, login).await?;
     }
     Ok(peer)
+}
+
+async fn open_tcp(dial: &Dial<'_>, hop: &Hop) -> Result<AnyStream, PeerError> {
+    let tcp = tokio::time::timeout(
+        dial.timeouts.connect,
+        tokio::net::TcpStream::connect(hop.addr),
+    )
+    .await
+    .map_err(|_| {
+        temporary(format!(
+            "connecting to {} ({}) timed out",
+            hop.name, hop.addr
+        ))
+    })?
+    .map_err(|e| temporary(format!("connecting to {} ({}): {e}", hop.name, hop.addr)))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(Box::new(tcp))
 }
 
 /// EHLO, or HELO when EHLO is refused (RFC 5321 §3.2).
