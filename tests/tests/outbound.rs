@@ -19,6 +19,8 @@ s = smtplib.SMTP("127.0.0.1", port)
 s.starttls(context=ctx)
 s.login(user, password)
 msg = "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nHello from A.\r\n" % (sender, rcpts[0], sys.argv[6])
+if sys.argv[6] == "big":
+    msg += ("x" * 70 + "\r\n") * 2000
 options = sys.argv[7].split() if len(sys.argv) > 7 else []
 print("refused", s.sendmail(sender, rcpts, msg, rcpt_options=options))
 s.quit()
@@ -74,7 +76,9 @@ fn instance_a(dns: &DnsServer, port: u16, more: &str) -> Setup {
 
 /// An instance receiving for `domain` (bob@ and relay@ exist).
 fn receiver(host: &str, domain: &str) -> Setup {
-    let setup = Setup::new("[submission]\nrestrict_sender = false\n").named(host, &[domain]);
+    // SIZE 100000 (RFC 1870) so a "big" message (140 KB) is too big for it.
+    let extra = "[submission]\nrestrict_sender = false\n\n[limits]\nmessage_size = 100000\n";
+    let setup = Setup::new(extra).named(host, &[domain]);
     setup.add_user(&format!("bob@{domain}"), "bob-pw");
     setup.add_user(&format!("relay@{domain}"), "relay-pw");
     setup
@@ -172,12 +176,23 @@ fn mx_delivery_refusal_bounce_null_mx_and_no_bounce_of_a_bounce() {
         "no retry for a null MX:\n{log}"
     );
 
+    // Bigger than B's SIZE: refused before MAIL (RFC 1870 §6), bounced with 5.3.4.
+    submit(&a, "alice@a.test", &["bob@b.test"], "big");
+    wait_until("a third bounce", || a.maildir("alice@a.test").len() == 3);
+    let too_big = a
+        .maildir("alice@a.test")
+        .iter()
+        .map(|p| read(p))
+        .find(|m| delivery_status(m).contains("Status: 5.3.4"));
+    assert!(too_big.is_some(), "a 5.3.4 bounce for the big message");
+    assert_eq!(b.maildir("bob@b.test").len(), 1);
+
     // A failed message from the null sender is not bounced.
     let before = a.log_len();
     submit(&a, "", &["nobody@b.test"], "bounce of a bounce");
     a.wait_log("bounce.dropped", before);
     wait_until("A's queue to empty", || a.queued().is_empty());
-    assert_eq!(a.maildir("alice@a.test").len(), 2);
+    assert_eq!(a.maildir("alice@a.test").len(), 3);
 }
 
 #[test]

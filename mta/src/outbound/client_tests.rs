@@ -269,3 +269,43 @@ fn data_refused() {
     assert_eq!(codes, vec![452, 550]);
     assert!(reset);
 }
+
+/// Encodes replies on the wire: every line but the last with '-'.
+fn encode(replies: &[(u16, Vec<String>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (code, lines) in replies {
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+            out.extend_from_slice(format!("{code}{sep}{line}\r\n").as_bytes());
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    /// Any sequence of well-formed replies, cut anywhere, parses back to itself.
+    #[test]
+    fn replies_survive_any_cuts(
+        replies in proptest::collection::vec(
+            (200u16..600, proptest::collection::vec("[ -~]{0,40}", 1..5)),
+            1..6,
+        ),
+        cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..8),
+    ) {
+        let bytes = encode(&replies);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let parsed = replies_in_pieces(&bytes, &cuts).unwrap();
+        let want: Vec<Reply> = replies
+            .iter()
+            .map(|(code, lines)| Reply { code: *code, lines: lines.clone() })
+            .collect();
+        proptest::prop_assert_eq!(parsed, want);
+    }
+
+    /// Arbitrary bytes never panic the parser.
+    #[test]
+    fn arbitrary_bytes_are_replies_or_errors(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        let _ = replies_in_pieces(&bytes, &[]);
+    }
+}
