@@ -140,7 +140,7 @@ impl Outbound {
                 self.keep_idle(dest, peer).await;
                 replies.into_iter().map(|r| outcome_of(r, &hop)).collect()
             }
-            Err(e) => all(Outcome::Deferred(e.0)),
+            Err(e) => all(Outcome::Deferred(e.text)),
         }
     }
 
@@ -172,7 +172,7 @@ impl Outbound {
         };
         let mut last = String::from("no mail server to try");
         for hop in &hops {
-            match smtp::connect(&dial, hop).await {
+            match connect_with_fallback(&dial, hop).await {
                 Ok(peer) => return Ok(peer),
                 Err(e) => {
                     tracing::info!(
@@ -180,9 +180,9 @@ impl Outbound {
                         host = %hop.name,
                         addr = %hop.addr,
                         "{}",
-                        e.0
+                        e.text
                     );
-                    last = e.0;
+                    last = e.text;
                 }
             }
         }
@@ -253,6 +253,31 @@ impl Outbound {
     }
 }
 
+/// Connects; under opportunistic TLS a failed handshake is tried again without STARTTLS, as
+/// RFC 7435 §4 lets a sender fall back to clear text.
+async fn connect_with_fallback(dial: &Dial<'_>, hop: &Hop) -> Result<Peer, smtp::PeerError> {
+    match smtp::connect(dial, hop).await {
+        Err(e) if e.tls_failed && dial.tls == TlsMode::Opportunistic => {
+            tracing::info!(
+                event = "outbound.tls_fallback",
+                host = %hop.name,
+                "{}; trying again without TLS",
+                e.text
+            );
+            let plain = Dial {
+                tls: TlsMode::Plain,
+                login: dial.login,
+                hostname: dial.hostname,
+                timeouts: dial.timeouts,
+                verify_config: dial.verify_config.clone(),
+                any_config: dial.any_config.clone(),
+            };
+            smtp::connect(&plain, hop).await
+        }
+        other => other,
+    }
+}
+
 fn outcome_of(reply: client::Reply, hop: &str) -> Outcome {
     match reply.code {
         200..=299 => Outcome::Delivered(reply.summary(), hop.to_string()),
@@ -260,3 +285,7 @@ fn outcome_of(reply: client::Reply, hop: &str) -> Outcome {
         _ => Outcome::Deferred(format!("{hop} said {}", reply.summary())),
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

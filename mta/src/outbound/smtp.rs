@@ -30,8 +30,10 @@ pub struct Timeouts {
 /// What TLS a connection must have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
-    /// STARTTLS when offered (any certificate), plain text otherwise.
+    /// STARTTLS when offered (any certificate), plain text otherwise (RFC 7435).
     Opportunistic,
+    /// No STARTTLS: the second try after an opportunistic handshake failed.
+    Plain,
     /// STARTTLS required; `verify`: the certificate must be valid for the host name.
     Required { verify: bool },
     /// TLS from the first byte (port 465, RFC 8314 §3.3).
@@ -67,10 +69,17 @@ pub struct Peer {
 
 /// A connection-level failure: always temporary (try another host, or later).
 #[derive(Debug)]
-pub struct PeerError(pub String);
+pub struct PeerError {
+    pub text: String,
+    /// The TLS handshake failed (under `Opportunistic`, worth a retry in plain text).
+    pub tls_failed: bool,
+}
 
 fn temporary(text: impl Into<String>) -> PeerError {
-    PeerError(text.into())
+    PeerError {
+        text: text.into(),
+        tls_failed: false,
+    }
 }
 
 impl Peer {
@@ -187,7 +196,10 @@ async fn handshake(
     let tls = tokio::time::timeout(dial.timeouts.command, connector.connect(name, stream))
         .await
         .map_err(|_| temporary(format!("TLS handshake with {} timed out", hop.name)))?
-        .map_err(|e| temporary(format!("TLS handshake with {} failed: {e}", hop.name)))?;
+        .map_err(|e| PeerError {
+            text: format!("TLS handshake with {} failed: {e}", hop.name),
+            tls_failed: true,
+        })?;
     Ok(Box::new(tls))
 }
 
@@ -263,7 +275,9 @@ async fn hello(peer: &mut Peer, hostname: &str) -> Result<(), PeerError> {
 
 /// STARTTLS (RFC 3207) as the mode requires; after it, EHLO again (§4.2).
 async fn start_tls(peer: &mut Peer, dial: &Dial<'_>) -> Result<(), PeerError> {
+    let opportunistic = dial.tls == TlsMode::Opportunistic;
     let verify = match dial.tls {
+        TlsMode::Plain => return Ok(()),
         TlsMode::Opportunistic if !peer.caps.starttls => return Ok(()),
         TlsMode::Opportunistic => false,
         TlsMode::Required { verify } | TlsMode::Implicit { verify } => verify,
@@ -275,6 +289,10 @@ async fn start_tls(peer: &mut Peer, dial: &Dial<'_>) -> Result<(), PeerError> {
         )));
     }
     let reply = peer.command("STARTTLS\r\n").await?;
+    if reply.code != 220 && opportunistic {
+        // RFC 3207 §4: the session goes on; opportunistic TLS accepts plain text.
+        return Ok(());
+    }
     if reply.code != 220 {
         return Err(temporary(format!(
             "{} refused STARTTLS: {}",
