@@ -92,31 +92,46 @@ fn wants(rcpt: &Rcpt, kind: Kind) -> bool {
 /// Queues the DSNs this attempt calls for and marks what they report. A crash between the
 /// queueing and the status write sends a DSN twice, never none.
 pub async fn report(manager: &Manager, stored: &Stored, body: &[u8], status: &mut Status) {
-    let mut failed = Vec::new();
-    for (i, state) in status.recipients.iter_mut().enumerate() {
-        if let RcptState::Failed {
-            reply,
-            remote,
-            reported: reported @ false,
-        } = state
-        {
-            *reported = true;
-            let Some(rcpt) = stored.envelope.recipients.get(i) else {
-                continue;
-            };
-            if wants(rcpt, Kind::Failure) {
-                failed.push(Entry {
-                    rcpt,
-                    diagnostic: reply.clone(),
-                    remote: remote.clone(),
-                });
+    let unreported: Vec<usize> = (0..status.recipients.len())
+        .filter(|&i| is_unreported(&status.recipients[i]))
+        .collect();
+    let failed: Vec<Entry> = unreported
+        .iter()
+        .filter_map(
+            |&i| match (&status.recipients[i], stored.envelope.recipients.get(i)) {
+                (RcptState::Failed { reply, remote, .. }, Some(rcpt))
+                    if wants(rcpt, Kind::Failure) =>
+                {
+                    Some(Entry {
+                        rcpt,
+                        diagnostic: reply.clone(),
+                        remote: remote.clone(),
+                    })
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    // Marked only once the DSN is queued: a DSN that could not be stored is tried again.
+    if failed.is_empty() || send(manager, stored, body, &failed, Kind::Failure).await {
+        for &i in &unreported {
+            if let RcptState::Failed { reported, .. } = &mut status.recipients[i] {
+                *reported = true;
             }
         }
     }
-    if !failed.is_empty() {
-        send(manager, stored, body, &failed, Kind::Failure).await;
-    }
     warn_delay(manager, stored, body, status).await;
+}
+
+/// A permanent failure no DSN has covered yet.
+pub fn is_unreported(state: &RcptState) -> bool {
+    matches!(
+        state,
+        RcptState::Failed {
+            reported: false,
+            ..
+        }
+    )
 }
 
 async fn warn_delay(manager: &Manager, stored: &Stored, body: &[u8], status: &mut Status) {
@@ -138,13 +153,19 @@ async fn warn_delay(manager: &Manager, stored: &Stored, body: &[u8], status: &mu
         })
         .collect();
     if !delayed.is_empty() {
-        status.warned = true;
-        send(manager, stored, body, &delayed, Kind::Delay).await;
+        status.warned = send(manager, stored, body, &delayed, Kind::Delay).await;
     }
 }
 
-/// Builds the DSN and queues it to the original sender.
-async fn send(manager: &Manager, stored: &Stored, body: &[u8], entries: &[Entry<'_>], kind: Kind) {
+/// Builds the DSN and queues it to the original sender. False when it could not be stored
+/// (to be tried again); true when queued, or dropped for the null sender.
+async fn send(
+    manager: &Manager,
+    stored: &Stored,
+    body: &[u8],
+    entries: &[Entry<'_>],
+    kind: Kind,
+) -> bool {
     let sender = &stored.envelope.sender;
     if sender.is_empty() {
         tracing::warn!(
@@ -153,7 +174,7 @@ async fn send(manager: &Manager, stored: &Stored, body: &[u8], entries: &[Entry<
             recipients = entries.len(),
             "not bouncing a message from the null sender (a bounce is never bounced)"
         );
-        return;
+        return true;
     }
     let date = shared::date::now();
     let text = build(&manager.hostname, stored, body, entries, kind, &date);
@@ -172,14 +193,16 @@ async fn send(manager: &Manager, stored: &Stored, body: &[u8], entries: &[Entry<
                 "delivery status notification queued"
             );
             let _ = manager.queued.send(queued);
+            true
         }
         Err(e) => {
             tracing::error!(
                 event = "bounce.store_failed",
                 id = %stored.id,
                 error = %e,
-                "cannot queue the DSN"
-            )
+                "cannot queue the DSN; will try again"
+            );
+            false
         }
     }
 }

@@ -55,7 +55,10 @@ pub async fn run(
 ) {
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(String, Duration)>();
     let mut due: BTreeMap<Instant, Vec<String>> = BTreeMap::new();
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    // Room for `[outbound] concurrency` connections beside the local deliveries (a slow
+    // remote destination still holds its slots while it is tried).
+    let slots = CONCURRENCY + manager.outbound.settings.concurrency as usize;
+    let permits = Arc::new(Semaphore::new(slots));
     let mut tasks = JoinSet::new();
     due.entry(Instant::now())
         .or_default()
@@ -190,7 +193,11 @@ async fn deliver_one(manager: &Manager, id: &str, fresh: Option<Queued>) -> Opti
     }
     crate::bounce::expire(&stored, &mut status, manager.lifetime);
     crate::bounce::report(manager, &stored, &body, &mut status).await;
-    let again = status.recipients.contains(&RcptState::Pending);
+    // Pending recipients, or a DSN that could not be queued: try again later.
+    let again = status
+        .recipients
+        .iter()
+        .any(|s| *s == RcptState::Pending || crate::bounce::is_unreported(s));
     let attempts = status.attempts;
     save(manager, id, status).await;
     again.then(|| backoff(manager, attempts.saturating_sub(1)))
