@@ -5,6 +5,7 @@
 
 pub mod bounce;
 pub mod delivery;
+pub mod dkim;
 pub mod io;
 pub mod outbound;
 pub mod policy;
@@ -108,6 +109,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             tls: tls.clone(),
             idle_timeout: slice.limits.idle_timeout,
             queued: queued_tx,
+            dkim: Arc::new(dkim::Signers::new(&slice.dkim)?),
         }),
         session: SessionConfig {
             hostname: slice.hostname.clone(),

@@ -1,5 +1,5 @@
 //! A small authoritative DNS responder for tests (RFC 1035 §4 over UDP on 127.0.0.1): answers
-//! MX, A and AAAA questions from a fixed table, NXDOMAIN for names it does not know, and an
+//! MX, A, AAAA and TXT questions from a fixed table, NXDOMAIN for names it does not know, and an
 //! empty answer (NODATA) for known names without a record of the asked type. Written here so
 //! outbound tests need no DNS package; it is a test fixture, not part of Postern.
 
@@ -14,10 +14,13 @@ pub enum Record {
     /// Preference and exchange ("" or "." for the null MX of RFC 7505).
     Mx(u16, String),
     Ip(IpAddr),
+    /// A TXT record (split into strings of at most 255 octets, RFC 1035 §3.3.14).
+    Txt(String),
 }
 
 const TYPE_A: u16 = 1;
 const TYPE_MX: u16 = 15;
+const TYPE_TXT: u16 = 16;
 const TYPE_AAAA: u16 = 28;
 
 /// A running responder; stops when dropped.
@@ -101,6 +104,12 @@ fn rdata(record: &Record, qtype: u16) -> Option<Vec<u8>> {
         }
         (Record::Ip(IpAddr::V4(ip)), TYPE_A) => Some(ip.octets().to_vec()),
         (Record::Ip(IpAddr::V6(ip)), TYPE_AAAA) => Some(ip.octets().to_vec()),
+        (Record::Txt(text), TYPE_TXT) => Some(
+            text.as_bytes()
+                .chunks(255)
+                .flat_map(|c| std::iter::once(c.len() as u8).chain(c.iter().copied()))
+                .collect(),
+        ),
         _ => None,
     }
 }

@@ -2,7 +2,8 @@
 //! B (b.test) and C (c.test, on 127.0.0.2) found through MX records served by the harness's
 //! DNS responder (`harness::dns`), with `[dns] nameservers` and `[outbound] port` pointing A
 //! at them. Mail is submitted with Python's smtplib; bounces are parsed as RFC 3464 reports
-//! with mail-parser.
+//! with mail-parser; DKIM signatures are verified with mail-auth against TXT records served
+//! by the same responder.
 
 use harness::dns::{DnsServer, Record};
 use harness::{Server, Setup, python, wait_until};
@@ -342,4 +343,146 @@ fn remote_alias_targets_are_forwarded_once() {
     assert!(a.queued().is_empty());
     let text = String::from_utf8(read(&b.maildir("bob@b.test")[0])).unwrap();
     assert!(text.contains("Return-Path: <alice@a.test>"), "{text}");
+}
+
+/// An RSA key by openssl (PKCS#8 PEM) and its public key for the TXT record.
+fn rsa_key(dir: &std::path::Path) -> Option<(std::path::PathBuf, String)> {
+    let key = dir.join("rsa.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .ok()?;
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .ok()?;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(public.stdout);
+    (made.status.success() && public.status.success()).then_some((key, b64))
+}
+
+/// Whether `message` (LF line ends, as in a Maildir) carries a DKIM signature that verifies
+/// with the keys published on `dns`.
+fn dkim_passes(dns: &DnsServer, message: &[u8]) -> bool {
+    use mail_auth::hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+    };
+    let mut udp = ConnectionConfig::udp();
+    udp.port = dns.addr.port();
+    let server = NameServerConfig::new(dns.addr.ip(), true, vec![udp]);
+    let config = ResolverConfig::from_name_servers(vec![server]);
+    let authenticator =
+        mail_auth::MessageAuthenticator::new(config, ResolverOpts::default()).expect("a resolver");
+    let crlf: Vec<u8> = message
+        .iter()
+        .flat_map(|&b| {
+            if b == b'\n' {
+                vec![b'\r', b'\n']
+            } else {
+                vec![b]
+            }
+        })
+        .collect();
+    let parsed = mail_auth::AuthenticatedMessage::parse(&crlf).expect("a message");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outputs = runtime.block_on(authenticator.verify_dkim(&parsed));
+    outputs
+        .iter()
+        .any(|o| *o.result() == mail_auth::DkimResult::Pass)
+}
+
+#[test]
+fn submitted_mail_is_dkim_signed_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let ed_der = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().unwrap();
+    let ed_public = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&ed_der)
+        .unwrap()
+        .public_key();
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let ed_path = dir.path().join("ed.pem");
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        b64(&ed_der)
+    );
+    std::fs::write(&ed_path, pem).unwrap();
+    let rsa = rsa_key(dir.path());
+    let lo = |s: &str| Record::Ip(s.parse().unwrap());
+    let mut table = vec![
+        ("b.test", Record::Mx(10, "mx.b.test".into())),
+        ("mx.b.test", lo("127.0.0.1")),
+        (
+            "ed._domainkey.a.test",
+            Record::Txt(format!("v=DKIM1; k=ed25519; p={}", b64(&ed_public))),
+        ),
+    ];
+    let mut keys = format!(
+        "{{ domain = \"a.test\", selector = \"ed\", key = \"{}\" }}",
+        ed_path.display()
+    );
+    if let Some((path, public)) = &rsa {
+        table.push((
+            "rsa._domainkey.a2.test",
+            Record::Txt(format!("v=DKIM1; k=rsa; p={public}")),
+        ));
+        keys.push_str(&format!(
+            ", {{ domain = \"a2.test\", selector = \"rsa\", key = \"{}\" }}",
+            path.display()
+        ));
+    } else {
+        eprintln!("openssl (Debian package openssl) missing: the RSA half of this test is skipped");
+    }
+    let dns = DnsServer::start(table);
+    let b = receiver("mx.b.test", "b.test").start();
+    let setup = instance_a(
+        &dns,
+        b.setup().port("smtp"),
+        &format!("[dkim]\nkeys = [{keys}]\n"),
+    )
+    .named("mx.a.test", &["a.test", "a2.test"]);
+    let a = setup.start();
+
+    submit(&a, "alice@a.test", &["bob@b.test"], "signed with ed25519");
+    wait_until("the first message", || b.maildir("bob@b.test").len() == 1);
+    let first = read(&b.maildir("bob@b.test")[0]);
+    let text = String::from_utf8_lossy(&first).to_string();
+    assert!(text.contains("a=ed25519-sha256; s=ed; d=a.test"), "{text}");
+    assert!(
+        dkim_passes(&dns, &first),
+        "the Ed25519 signature verifies:\n{text}"
+    );
+    let mut tampered = first.clone();
+    let at = text.find("Hello from A.").unwrap();
+    tampered[at] = b'J';
+    assert!(!dkim_passes(&dns, &tampered), "a changed body fails");
+
+    if rsa.is_some() {
+        submit(&a, "alice@a2.test", &["bob@b.test"], "signed with rsa");
+        wait_until("the second message", || b.maildir("bob@b.test").len() == 2);
+        let second = b
+            .maildir("bob@b.test")
+            .iter()
+            .map(|p| read(p))
+            .find(|m| String::from_utf8_lossy(m).contains("signed with rsa"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&second).to_string();
+        assert!(text.contains("a=rsa-sha256; s=rsa; d=a2.test"), "{text}");
+        assert!(
+            dkim_passes(&dns, &second),
+            "the RSA signature verifies:\n{text}"
+        );
+    }
+    assert!(!a.log_text().contains("dkim.sign_failed"));
 }

@@ -140,6 +140,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub listen: Vec<(ListenerName, Vec<SocketAddr>)>,
     pub relay: Option<RelayConfig>,
+    /// `[dkim] keys`.
+    pub dkim: Vec<DkimKeyConfig>,
     pub limits: Limits,
     pub mta: MtaSettings,
     pub service_users: ServiceUsers,
@@ -202,6 +204,14 @@ pub struct RelayConfig {
     pub tls_verify: bool,
     /// TLS from the first byte (RFC 8314 §3.3), else STARTTLS, required.
     pub implicit_tls: bool,
+}
+
+/// One DKIM signing key (its file is read by the supervisor).
+#[derive(Debug, Clone)]
+pub struct DkimKeyConfig {
+    pub domain: String,
+    pub selector: String,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

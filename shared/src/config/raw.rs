@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub queue: RawQueue,
     pub outbound: RawOutbound,
     pub dns: RawDns,
+    pub dkim: RawDkim,
     pub service_users: RawServiceUsers,
     pub auth: RawAuth,
     pub supervisor: RawSupervisor,
@@ -55,6 +56,7 @@ impl Default for RawConfig {
             queue: RawQueue::default(),
             outbound: RawOutbound::default(),
             dns: RawDns::default(),
+            dkim: RawDkim::default(),
             service_users: RawServiceUsers::default(),
             auth: RawAuth::default(),
             supervisor: RawSupervisor::default(),
@@ -278,6 +280,25 @@ pub struct RawDns {
     /// Name servers to ask ("ip:port", UDP and TCP); empty uses the system's
     /// (/etc/resolv.conf). A test hook, or for a local validating resolver.
     pub nameservers: Vec<String>,
+}
+
+/// DKIM signing (RFC 6376) of mail submitted by authenticated users.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDkim {
+    /// Signing keys: `{ domain = "example.org", selector = "s1", key = "/etc/postern/dkim/
+    /// example.org.s1.pem" }`. Mail submitted with a sender in `domain` is signed (relaxed/
+    /// relaxed) with that key: RSA (PKCS#1 or PKCS#8 PEM, RSA-SHA256) or Ed25519 (PKCS#8 PEM).
+    /// Key files are read by the supervisor as root and may stay `0600 root`.
+    pub keys: Vec<RawDkimKey>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub key: String,
 }
 
 /// System users the daemons run as when `postern serve` starts as root.

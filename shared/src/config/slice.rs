@@ -29,6 +29,18 @@ pub struct DaemonSlice {
     pub relay: Option<RelaySlice>,
     /// postern-mta only.
     pub mta: Option<super::MtaSettings>,
+    /// postern-mta only: the DKIM signing keys.
+    #[serde(default)]
+    pub dkim: Vec<DkimKey>,
+}
+
+/// A DKIM signing key with its PEM text (read by the supervisor as root).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub key_pem: String,
 }
 
 impl std::fmt::Debug for DaemonSlice {
@@ -86,6 +98,7 @@ impl DaemonSlice {
             auth: None,
             relay: None,
             mta: None,
+            dkim: Vec::new(),
         }
     }
 }

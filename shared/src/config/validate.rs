@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AuthSettings, Config, ConfigError, DeliveryTarget, Limits, ListenerName, Locator, MtaSettings,
-    OutboundSettings, OutboundTls, RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig,
-    parse_duration,
+    AuthSettings, Config, ConfigError, DeliveryTarget, DkimKeyConfig, Limits, ListenerName,
+    Locator, MtaSettings, OutboundSettings, OutboundTls, RelayConfig, ServiceUsers,
+    SupervisorSettings, TlsConfig, parse_duration,
 };
 
 /// The longest `sun_path` of a Unix socket, less room for `/notify.sock` (unix(7)).
@@ -162,6 +162,7 @@ pub fn validate(
 
     let listen = validate_listen(&mut c, &raw);
     let relay = raw.relay.as_ref().map(|r| validate_relay(&mut c, r));
+    let dkim = validate_dkim(&mut c, &raw);
 
     if raw.limits.message_size == 0 {
         c.error(
@@ -320,6 +321,7 @@ pub fn validate(
         tls,
         listen,
         relay,
+        dkim,
         limits,
         mta,
         service_users,
@@ -416,6 +418,31 @@ fn validate_outbound(c: &mut Checker<'_>, raw: &RawConfig) -> OutboundSettings {
         per_destination: o.per_destination,
         nameservers,
     }
+}
+
+fn validate_dkim(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<DkimKeyConfig> {
+    let mut keys = Vec::new();
+    for (i, k) in raw.dkim.keys.iter().enumerate() {
+        let at = |field: &str| format!("dkim.keys.{i}.{field}");
+        let domain = c.domain(&at("domain"), &k.domain);
+        // A selector is a sequence of sub-domain labels (RFC 6376 §3.1).
+        if !is_domain(&k.selector) {
+            c.error(
+                &at("selector"),
+                format!("{:?} is not a DKIM selector", k.selector),
+                Some("letters, digits and '-', like \"s2026\"".into()),
+            );
+        }
+        let key = c.path(&at("key"), &k.key);
+        if let Some(domain) = domain {
+            keys.push(DkimKeyConfig {
+                domain,
+                selector: k.selector.to_ascii_lowercase(),
+                key,
+            });
+        }
+    }
+    keys
 }
 
 fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig {
