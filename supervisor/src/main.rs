@@ -4,6 +4,7 @@
 mod admin;
 mod authd;
 mod check;
+mod dkim;
 mod listeners;
 mod prepare;
 mod spawn;
@@ -46,6 +47,26 @@ enum Command {
     /// Manage aliases (the aliases file).
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Subcommand)]
+enum DkimCommand {
+    /// Write a new signing key (0600, beside the configuration unless --out is given) and
+    /// print the DNS TXT record to publish and the `[dkim] keys` entry to add.
+    Generate {
+        domain: String,
+        #[arg(long, default_value = "postern")]
+        selector: String,
+        /// "rsa" (2048 bits, RSA-SHA256: verified everywhere) or "ed25519" (RFC 8463).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+        /// Where to write the key (default: dkim/DOMAIN.SELECTOR.pem beside the config).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +136,14 @@ fn main() -> ExitCode {
             AliasCommand::Add { alias, targets } => admin::alias_add(c, &alias, &targets),
             AliasCommand::Del { alias, targets } => admin::alias_del(c, &alias, &targets),
             AliasCommand::List => admin::alias_list(c),
+        }),
+        Command::Dkim(DkimCommand::Generate {
+            domain,
+            selector,
+            algorithm,
+            out,
+        }) => admin_verb(&cli.config, |c| {
+            dkim::generate(c, &domain, &selector, &algorithm, out.as_deref())
         }),
     }
 }

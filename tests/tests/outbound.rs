@@ -345,29 +345,46 @@ fn remote_alias_targets_are_forwarded_once() {
     assert!(text.contains("Return-Path: <alice@a.test>"), "{text}");
 }
 
-/// An RSA key by openssl (PKCS#8 PEM) and its public key for the TXT record.
-fn rsa_key(dir: &std::path::Path) -> Option<(std::path::PathBuf, String)> {
-    let key = dir.join("rsa.pem");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .ok()?;
-    let public = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key)
-        .output()
-        .ok()?;
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(public.stdout);
-    (made.status.success() && public.status.success()).then_some((key, b64))
+/// `postern dkim generate DOMAIN` for this setup: the `[dkim] keys` entry it printed and the
+/// TXT record's (name, value).
+fn dkim_generate(
+    setup: &Setup,
+    domain: &str,
+    selector: &str,
+    algorithm: &str,
+) -> (String, String, String) {
+    let args = [
+        "dkim",
+        "generate",
+        domain,
+        "--selector",
+        selector,
+        "--algorithm",
+        algorithm,
+    ];
+    let (status, out, err) = setup.postern(&args, "");
+    assert!(status.success(), "dkim generate failed: {out}{err}");
+    let entry = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("{ domain"))
+        .expect("the keys entry")
+        .trim()
+        .to_string();
+    let record = out
+        .lines()
+        .find(|l| l.contains(" IN TXT "))
+        .expect("the TXT record");
+    let (name, rest) = record.split_once(". IN TXT ( ").unwrap();
+    let value: String = rest
+        .trim_end_matches(" )")
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    let (again, _, _) = setup.postern(&args, "");
+    assert!(!again.success(), "an existing key is never replaced");
+    (entry, name.to_string(), value)
 }
 
 /// Whether `message` (LF line ends, as in a Maildir) carries a DKIM signature that verifies
@@ -405,54 +422,24 @@ fn dkim_passes(dns: &DnsServer, message: &[u8]) -> bool {
 
 #[test]
 fn submitted_mail_is_dkim_signed_and_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let ed_der = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().unwrap();
-    let ed_public = mail_auth::common::crypto::Ed25519Key::from_pkcs8_der(&ed_der)
-        .unwrap()
-        .public_key();
-    use base64::Engine;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let ed_path = dir.path().join("ed.pem");
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        b64(&ed_der)
-    );
-    std::fs::write(&ed_path, pem).unwrap();
-    let rsa = rsa_key(dir.path());
+    let b = receiver("mx.b.test", "b.test").start();
+    let port = b.setup().port("smtp");
+    // Keys made by `postern dkim generate`; the DNS table needs them before A's config can
+    // name the responder, so the config is written twice.
+    let probe = Setup::new("").named("mx.a.test", &["a.test", "a2.test"]);
+    let (ed_entry, ed_name, ed_value) = dkim_generate(&probe, "a.test", "ed", "ed25519");
+    let (rsa_entry, rsa_name, rsa_value) = dkim_generate(&probe, "a2.test", "rsa", "rsa");
+    assert!(ed_value.starts_with("v=DKIM1; k=ed25519; p="), "{ed_value}");
     let lo = |s: &str| Record::Ip(s.parse().unwrap());
-    let mut table = vec![
+    let dns = DnsServer::start(vec![
         ("b.test", Record::Mx(10, "mx.b.test".into())),
         ("mx.b.test", lo("127.0.0.1")),
-        (
-            "ed._domainkey.a.test",
-            Record::Txt(format!("v=DKIM1; k=ed25519; p={}", b64(&ed_public))),
-        ),
-    ];
-    let mut keys = format!(
-        "{{ domain = \"a.test\", selector = \"ed\", key = \"{}\" }}",
-        ed_path.display()
-    );
-    if let Some((path, public)) = &rsa {
-        table.push((
-            "rsa._domainkey.a2.test",
-            Record::Txt(format!("v=DKIM1; k=rsa; p={public}")),
-        ));
-        keys.push_str(&format!(
-            ", {{ domain = \"a2.test\", selector = \"rsa\", key = \"{}\" }}",
-            path.display()
-        ));
-    } else {
-        eprintln!("openssl (Debian package openssl) missing: the RSA half of this test is skipped");
-    }
-    let dns = DnsServer::start(table);
-    let b = receiver("mx.b.test", "b.test").start();
-    let setup = instance_a(
-        &dns,
-        b.setup().port("smtp"),
-        &format!("[dkim]\nkeys = [{keys}]\n"),
-    )
-    .named("mx.a.test", &["a.test", "a2.test"]);
-    let a = setup.start();
+        (&ed_name, Record::Txt(ed_value)),
+        (&rsa_name, Record::Txt(rsa_value)),
+    ]);
+    let extra = format!("[dkim]\nkeys = [{ed_entry}, {rsa_entry}]\n");
+    let a = instance_a(&dns, port, &extra).named("mx.a.test", &["a.test", "a2.test"]);
+    let a = a.start();
 
     submit(&a, "alice@a.test", &["bob@b.test"], "signed with ed25519");
     wait_until("the first message", || b.maildir("bob@b.test").len() == 1);
@@ -468,21 +455,19 @@ fn submitted_mail_is_dkim_signed_and_verifies() {
     tampered[at] = b'J';
     assert!(!dkim_passes(&dns, &tampered), "a changed body fails");
 
-    if rsa.is_some() {
-        submit(&a, "alice@a2.test", &["bob@b.test"], "signed with rsa");
-        wait_until("the second message", || b.maildir("bob@b.test").len() == 2);
-        let second = b
-            .maildir("bob@b.test")
-            .iter()
-            .map(|p| read(p))
-            .find(|m| String::from_utf8_lossy(m).contains("signed with rsa"))
-            .unwrap();
-        let text = String::from_utf8_lossy(&second).to_string();
-        assert!(text.contains("a=rsa-sha256; s=rsa; d=a2.test"), "{text}");
-        assert!(
-            dkim_passes(&dns, &second),
-            "the RSA signature verifies:\n{text}"
-        );
-    }
+    submit(&a, "alice@a2.test", &["bob@b.test"], "signed with rsa");
+    wait_until("the second message", || b.maildir("bob@b.test").len() == 2);
+    let second = b
+        .maildir("bob@b.test")
+        .iter()
+        .map(|p| read(p))
+        .find(|m| String::from_utf8_lossy(m).contains("signed with rsa"))
+        .unwrap();
+    let text = String::from_utf8_lossy(&second).to_string();
+    assert!(text.contains("a=rsa-sha256; s=rsa; d=a2.test"), "{text}");
+    assert!(
+        dkim_passes(&dns, &second),
+        "the RSA signature verifies:\n{text}"
+    );
     assert!(!a.log_text().contains("dkim.sign_failed"));
 }

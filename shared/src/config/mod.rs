@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use duration::{format_duration, parse_duration};
 pub use locate::Locator;
 pub use raw::RawConfig;
-pub use validate::validate;
+pub use validate::{is_domain, validate};
 
 /// The default configuration path (ARCHITECTURE §1).
 pub const DEFAULT_PATH: &str = "/etc/postern/postern.toml";
