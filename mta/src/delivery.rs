@@ -1,18 +1,21 @@
-//! The queue manager (ARCHITECTURE §6 step 3): local recipients are handed to the MDA (or the
-//! configured LMTP target) over LMTP; a 4xx keeps them queued with back-off, a 5xx is logged
-//! and kept for the bounce work of the outbound issue; remote recipients wait for the outbound
-//! issue. On start everything queued is picked up again.
+//! The queue manager (ARCHITECTURE §6 step 3), the coordinator of delivery: local recipients
+//! are handed to the MDA (or the configured LMTP target) over LMTP, remote ones to
+//! `outbound` (SMTP); a 4xx keeps them queued with back-off, a 5xx or the queue lifetime fails
+//! them and `bounce` tells the sender. On start everything queued is picked up again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::config::DeliveryTarget;
-use shared::daemon::{AnyStream, Shutdown};
+use shared::daemon::{AnyStream, DRAIN_LIMIT, Shutdown};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
+use crate::outbound::Outcome;
 use crate::queue::{Queue, Queued, RcptState, Status, Stored};
+use crate::wire::{needs_smtputf8, to_wire};
 use shared::proto::auth::Recipient;
 
 /// Deliveries running at once.
@@ -33,9 +36,18 @@ pub struct Manager {
     pub hostname: String,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// `[queue] lifetime` and `delay_warning`.
+    pub lifetime: Duration,
+    pub delay_warning: Duration,
+    /// Remote recipients go out here.
+    pub outbound: crate::outbound::Outbound,
+    /// Where bounces (new messages) are announced, as the SMTP sessions announce theirs.
+    pub queued: mpsc::UnboundedSender<Queued>,
 }
 
-/// Runs until shutdown: delivers what `incoming` announces and what is due for a retry.
+/// Runs until shutdown: delivers what `incoming` announces and what is due for a retry. On
+/// shutdown, attempts under way may finish (bounded by `DRAIN_LIMIT`), so a stop between a
+/// delivery and the write of its status (which would send that message again) is rare.
 pub async fn run(
     manager: Arc<Manager>,
     mut incoming: mpsc::UnboundedReceiver<Queued>,
@@ -43,8 +55,51 @@ pub async fn run(
 ) {
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(String, Duration)>();
     let mut due: BTreeMap<Instant, Vec<String>> = BTreeMap::new();
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
-    // Recovery: whatever was accepted before a stop or a crash is delivered now.
+    // Room for `[outbound] concurrency` connections beside the local deliveries (a slow
+    // remote destination still holds its slots while it is tried).
+    let slots = CONCURRENCY + manager.outbound.settings.concurrency as usize;
+    let permits = Arc::new(Semaphore::new(slots));
+    let mut tasks = JoinSet::new();
+    due.entry(Instant::now())
+        .or_default()
+        .extend(recover(&manager).await);
+    loop {
+        let now = Instant::now();
+        let ready: Vec<Instant> = due.range(..=now).map(|(t, _)| *t).collect();
+        for t in ready {
+            for id in due.remove(&t).unwrap_or_default() {
+                start(&mut tasks, &manager, &permits, &retry_tx, id, None);
+            }
+        }
+        let next = due
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(now + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            Some(queued) = incoming.recv() => {
+                let id = queued.stored.id.clone();
+                // Big messages are read back when their turn comes rather than held while
+                // they wait for a delivery slot.
+                let fresh = (queued.body.len() <= KEEP_IN_MEMORY).then_some(queued);
+                start(&mut tasks, &manager, &permits, &retry_tx, id, fresh);
+            }
+            Some((id, after)) = retry_rx.recv() => {
+                due.entry(Instant::now() + after).or_default().push(id);
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+    }
+    // Attempts not started yet stay queued for the next start; those under way finish.
+    permits.close();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+}
+
+/// Whatever was accepted before a stop or a crash, to deliver now.
+async fn recover(manager: &Manager) -> Vec<String> {
     let queue = manager.queue.clone();
     match tokio::task::spawn_blocking(move || queue.list()).await {
         Ok(Ok(ids)) => {
@@ -55,42 +110,20 @@ pub async fn run(
                     "delivering queued messages"
                 );
             }
-            due.entry(Instant::now()).or_default().extend(ids);
+            ids
         }
-        other => tracing::error!(
-            event = "queue.scan_failed",
-            "cannot list the queue: {other:?}"
-        ),
-    }
-    loop {
-        let now = Instant::now();
-        let ready: Vec<Instant> = due.range(..=now).map(|(t, _)| *t).collect();
-        for t in ready {
-            for id in due.remove(&t).unwrap_or_default() {
-                start(&manager, &permits, &retry_tx, id, None);
-            }
-        }
-        let next = due
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(now + Duration::from_secs(3600));
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            Some(queued) = incoming.recv() => {
-                let id = queued.stored.id.clone();
-                // Big messages are read back when their turn comes rather than held while
-                // they wait for a delivery slot.
-                let fresh = (queued.body.len() <= KEEP_IN_MEMORY).then_some(queued);
-                start(&manager, &permits, &retry_tx, id, fresh);
-            }
-            Some((id, after)) = retry_rx.recv() => due.entry(Instant::now() + after).or_default().push(id),
-            _ = tokio::time::sleep_until(next.into()) => {}
+        other => {
+            tracing::error!(
+                event = "queue.scan_failed",
+                "cannot list the queue: {other:?}"
+            );
+            Vec::new()
         }
     }
 }
 
 fn start(
+    tasks: &mut JoinSet<()>,
     manager: &Arc<Manager>,
     permits: &Arc<Semaphore>,
     retry: &mpsc::UnboundedSender<(String, Duration)>,
@@ -98,7 +131,7 @@ fn start(
     fresh: Option<Queued>,
 ) {
     let (manager, permits, retry) = (manager.clone(), permits.clone(), retry.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
@@ -133,64 +166,142 @@ async fn load(
     }
 }
 
-/// Delivers the local recipients of one message; returns when to try again, if needed.
+/// One delivery attempt of one message: its local recipients over LMTP, its remote ones over
+/// SMTP, then expiry and bounces; the status recorded. Returns when to try again, if needed.
 async fn deliver_one(manager: &Manager, id: &str, fresh: Option<Queued>) -> Option<Duration> {
     let (stored, body, mut status) = match load(manager, id, fresh).await {
         Some(l) => l,
         None => return Some(manager.retry_max),
     };
-    let pending: Vec<usize> = (0..stored.envelope.recipients.len())
-        .filter(|&i| {
-            stored.envelope.recipients[i].local
-                && status.recipients.get(i) == Some(&RcptState::Pending)
-        })
-        .collect();
-    if !pending.is_empty() {
+    let pending = |local: bool, status: &Status| -> Vec<usize> {
+        (0..stored.envelope.recipients.len())
+            .filter(|&i| {
+                stored.envelope.recipients[i].local == local
+                    && status.recipients.get(i) == Some(&RcptState::Pending)
+            })
+            .collect()
+    };
+    let (local, remote) = (pending(true, &status), pending(false, &status));
+    if !local.is_empty() || !remote.is_empty() {
         status.attempts += 1;
-        let groups = expand(manager, &stored, &pending).await;
-        let mut mailboxes: Vec<String> = Vec::new();
-        for address in groups.iter().flat_map(|g| g.iter().flatten()) {
-            if !mailboxes.iter().any(|m| m.eq_ignore_ascii_case(address)) {
-                mailboxes.push(address.clone());
-            }
-        }
-        let delivered = if mailboxes.is_empty() {
-            Ok(Vec::new())
-        } else {
-            lmtp_deliver(manager, &stored, &body, &mailboxes).await
-        };
-        match delivered {
-            Ok(replies) => {
-                let per_rcpt: Vec<(u16, String)> = groups
-                    .iter()
-                    .map(|g| outcome_of(g, &mailboxes, &replies))
-                    .collect();
-                record(&stored, &mut status, &pending, &per_rcpt);
-            }
-            Err(e) => {
-                tracing::warn!(event = "queue.deferred", id, error = %e, "LMTP delivery failed; will retry")
-            }
+    }
+    if !local.is_empty() {
+        deliver_local(manager, &stored, &body, &mut status, &local).await;
+    }
+    if !remote.is_empty() {
+        deliver_remote(manager, &stored, &body, &mut status, &remote).await;
+    }
+    crate::bounce::expire(&stored, &mut status, manager.lifetime);
+    crate::bounce::report(manager, &stored, &body, &mut status).await;
+    // Pending recipients, or a DSN that could not be queued: try again later.
+    let again = status
+        .recipients
+        .iter()
+        .any(|s| *s == RcptState::Pending || crate::bounce::is_unreported(s));
+    let attempts = status.attempts;
+    save(manager, id, status).await;
+    again.then(|| backoff(manager, attempts.saturating_sub(1)))
+}
+
+async fn deliver_local(
+    manager: &Manager,
+    stored: &Stored,
+    body: &[u8],
+    status: &mut Status,
+    pending: &[usize],
+) {
+    let groups = expand(manager, stored, pending).await;
+    let mut mailboxes: Vec<String> = Vec::new();
+    for address in groups.iter().flat_map(|g| g.iter().flatten()) {
+        if !mailboxes.iter().any(|m| m.eq_ignore_ascii_case(address)) {
+            mailboxes.push(address.clone());
         }
     }
-    let remote_pending = stored
-        .envelope
-        .recipients
-        .iter()
-        .zip(&status.recipients)
-        .filter(|(r, s)| !r.local && **s == RcptState::Pending)
-        .count();
-    let local_pending = stored
-        .envelope
-        .recipients
-        .iter()
-        .zip(&status.recipients)
-        .any(|(r, s)| r.local && *s == RcptState::Pending);
-    let all_delivered = status.recipients.iter().all(|s| *s == RcptState::Delivered);
-    let attempts = status.attempts;
+    let delivered = if mailboxes.is_empty() {
+        Ok(Vec::new())
+    } else {
+        lmtp_deliver(manager, stored, body, &mailboxes).await
+    };
+    match delivered {
+        Ok(replies) => {
+            let per_rcpt: Vec<(u16, String)> = groups
+                .iter()
+                .map(|g| outcome_of(g, &mailboxes, &replies))
+                .collect();
+            record(stored, status, pending, &per_rcpt);
+        }
+        Err(e) => {
+            tracing::warn!(
+                event = "queue.deferred",
+                id = %stored.id,
+                error = %e,
+                "LMTP delivery failed; will retry"
+            );
+            status.last_error = Some(format!("local delivery: {e}"));
+        }
+    }
+}
+
+/// The remote recipients over SMTP; each result recorded (a recipient that accepted is never
+/// sent the message again).
+async fn deliver_remote(
+    manager: &Manager,
+    stored: &Stored,
+    body: &[u8],
+    status: &mut Status,
+    pending: &[usize],
+) {
+    let outcomes = manager.outbound.deliver(stored, body, pending).await;
+    for (&i, outcome) in pending.iter().zip(outcomes) {
+        let rcpt = &stored.envelope.recipients[i].address;
+        let state = match outcome {
+            Outcome::Delivered(reply, hop) => {
+                tracing::info!(
+                    event = "queue.delivered",
+                    id = %stored.id,
+                    rcpt = %rcpt,
+                    relay = %hop,
+                    "{reply}"
+                );
+                RcptState::Delivered
+            }
+            Outcome::Failed(reply, remote) => {
+                tracing::warn!(
+                    event = "queue.failed",
+                    id = %stored.id,
+                    rcpt = %rcpt,
+                    relay = ?remote,
+                    "{reply}"
+                );
+                RcptState::Failed {
+                    reply,
+                    remote,
+                    reported: false,
+                }
+            }
+            Outcome::Deferred(reason) => {
+                tracing::info!(event = "queue.deferred", id = %stored.id, rcpt = %rcpt, "{reason}");
+                status.last_error = Some(reason);
+                RcptState::Pending
+            }
+        };
+        if let Some(slot) = status.recipients.get_mut(i) {
+            *slot = state;
+        }
+    }
+}
+
+/// Records the status, or forgets the message when nothing is left to do for it.
+async fn save(manager: &Manager, id: &str, mut status: Status) {
+    let done = status.recipients.iter().all(|s| match s {
+        RcptState::Pending => false,
+        RcptState::Delivered => true,
+        RcptState::Failed { reported, .. } => *reported,
+    });
     let queue = manager.queue.clone();
     let owned = id.to_string();
     let write = tokio::task::spawn_blocking(move || {
-        if all_delivered {
+        if done {
             queue.remove(&owned, &status)
         } else {
             queue.save_status(&owned, &mut status)
@@ -204,15 +315,6 @@ async fn deliver_one(manager: &Manager, id: &str, fresh: Option<Queued>) -> Opti
             "cannot record delivery status: {write:?}"
         );
     }
-    if remote_pending > 0 {
-        tracing::info!(
-            event = "queue.remote_pending",
-            id,
-            recipients = remote_pending,
-            "remote recipients stay queued until outbound delivery exists"
-        );
-    }
-    local_pending.then(|| backoff(manager, attempts.saturating_sub(1)))
 }
 
 /// For each pending recipient, the mailboxes the LMTP target must receive, or the reply that
@@ -238,10 +340,8 @@ async fn expand(
         out.push(match auth.lookup(address).await {
             Ok(Recipient::Mailbox { address }) => Ok(vec![address]),
             Ok(Recipient::Alias { targets }) => {
-                let (local_targets, remote): (Vec<String>, Vec<String>) = targets.into_iter().partition(local);
-                if !remote.is_empty() {
-                    tracing::warn!(event = "queue.alias_remote_targets", id = %stored.id, rcpt = %address, targets = ?remote, "remote alias targets are not forwarded until outbound delivery exists");
-                }
+                // Remote targets were added to the envelope when the alias was accepted.
+                let local_targets: Vec<String> = targets.into_iter().filter(local).collect();
                 if local_targets.is_empty() {
                     Err((550, "550 5.1.1 alias has no local mailbox".into()))
                 } else {
@@ -303,6 +403,8 @@ fn record(stored: &Stored, status: &mut Status, pending: &[usize], replies: &[(u
                 tracing::warn!(event = "queue.failed", id = %stored.id, rcpt = %rcpt, "{text}");
                 RcptState::Failed {
                     reply: text.clone(),
+                    remote: None,
+                    reported: false,
                 }
             }
             _ => {
@@ -526,40 +628,6 @@ async fn reset(conn: &mut BufReader<AnyStream>, in_data: bool) -> std::io::Resul
     expect(conn, 250).await
 }
 
-/// Whether the message really needs SMTPUTF8: a non-ASCII envelope address or header.
-fn needs_smtputf8(env: &crate::session::Envelope, body: &[u8]) -> bool {
-    let headers_end = body
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .unwrap_or(body.len());
-    !env.sender.is_ascii()
-        || env.recipients.iter().any(|r| !r.address.is_ascii())
-        || !body[..headers_end].is_ascii()
-}
-
-/// LF line ends to CRLF, dot-stuffed (RFC 5321 §4.5.2), with the end marker.
-fn to_wire(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 40 + 5);
-    let mut line_start = true;
-    for &b in body {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        if b == b'\n' {
-            out.extend_from_slice(b"\r\n");
-            line_start = true;
-        } else {
-            out.push(b);
-            line_start = false;
-        }
-    }
-    if !line_start {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 async fn send(conn: &mut BufReader<AnyStream>, line: &str) -> std::io::Result<()> {
     conn.get_mut().write_all(line.as_bytes()).await
 }
@@ -608,17 +676,5 @@ async fn expect(conn: &mut BufReader<AnyStream>, code: u16) -> std::io::Result<(
         Err(std::io::Error::other(format!(
             "LMTP: expected {code}, got {text:?}"
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wire_format_is_crlf_and_dot_stuffed() {
-        assert_eq!(to_wire(b"a\n.b\n..\n"), b"a\r\n..b\r\n...\r\n.\r\n");
-        assert_eq!(to_wire(b"no newline"), b"no newline\r\n.\r\n");
-        assert_eq!(to_wire(b""), b".\r\n");
     }
 }

@@ -22,6 +22,8 @@ pub struct Context {
     pub idle_timeout: Duration,
     /// Hands a newly queued message to the queue manager.
     pub queued: tokio::sync::mpsc::UnboundedSender<crate::queue::Queued>,
+    /// DKIM signers for submitted mail.
+    pub dkim: Arc<crate::dkim::Signers>,
 }
 
 pub use shared::stream::{Stream, describe_tls};
@@ -130,6 +132,26 @@ fn session_remote(session: &Session) -> Option<std::net::IpAddr> {
     Some(session.remote())
 }
 
+/// A submitted message (its sender authenticated) gets a DKIM-Signature when its sender's
+/// domain has a key; a signing failure is logged and the message goes unsigned.
+fn sign(signers: &crate::dkim::Signers, mut message: Message) -> Message {
+    if message.trace.user.is_none() || signers.is_empty() {
+        return message;
+    }
+    match signers.sign(&message.envelope.sender, &message.body) {
+        Some(Ok(header)) => {
+            let mut body = header.into_bytes();
+            body.extend_from_slice(&message.body);
+            message.body = body;
+        }
+        Some(Err(e)) => {
+            tracing::error!(event = "dkim.sign_failed", error = %e, "cannot sign; sent unsigned")
+        }
+        None => {}
+    }
+    message
+}
+
 /// RFC 3207 §5: whatever the client sent after STARTTLS and before the handshake is dropped.
 async fn start_tls(mut conn: Conn, ctx: &Context) -> std::io::Result<Conn> {
     conn.discard_input();
@@ -147,7 +169,12 @@ async fn queue(session: &mut Session, message: Message, ctx: &Arc<Context>) -> R
     let date = shared::date::now();
     let sender = message.envelope.sender.clone();
     let count = message.envelope.recipients.len();
-    let stored = tokio::task::spawn_blocking(move || queue.store(&message, &date)).await;
+    let dkim = ctx.dkim.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let message = sign(&dkim, message);
+        queue.store(&message, &date)
+    })
+    .await;
     let result = match stored.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
         Ok(queued) => {
             let id = queued.stored.id.clone();

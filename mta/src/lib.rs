@@ -1,12 +1,17 @@
-//! postern-mta: SMTP transfer (25) and submission (587, 465), the durable queue, and delivery
-//! of local mail over LMTP. `serve` wires listeners, TLS, limits and the queue manager; the
-//! protocol is in `session.rs`, the socket handling in `io.rs`.
+//! postern-mta: SMTP transfer (25) and submission (587, 465), the durable queue, delivery of
+//! local mail over LMTP and of remote mail over SMTP (`outbound/`), and bounces (`bounce.rs`).
+//! `serve` wires listeners, TLS, limits and the queue manager (`delivery.rs`); the protocol is
+//! in `session.rs`, the socket handling in `io.rs`.
 
+pub mod bounce;
 pub mod delivery;
+pub mod dkim;
 pub mod io;
+pub mod outbound;
 pub mod policy;
 pub mod queue;
 pub mod session;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -84,6 +89,17 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         hostname: slice.hostname.clone(),
         retry_min: settings.retry_min,
         retry_max: settings.retry_max,
+        lifetime: settings.lifetime,
+        delay_warning: settings.delay_warning,
+        outbound: outbound::Outbound::new(
+            Arc::new(outbound::route::HickoryDns::new(
+                &settings.outbound.nameservers,
+            )?),
+            settings.outbound.clone(),
+            slice.hostname.clone(),
+            slice.relay.clone(),
+        )?,
+        queued: queued_tx.clone(),
     });
     let manager_task = tokio::spawn(delivery::run(manager, queued_rx, ctx.shutdown.clone()));
     let shared = Arc::new(Shared {
@@ -93,6 +109,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             tls: tls.clone(),
             idle_timeout: slice.limits.idle_timeout,
             queued: queued_tx,
+            dkim: Arc::new(dkim::Signers::new(&slice.dkim)?),
         }),
         session: SessionConfig {
             hostname: slice.hostname.clone(),

@@ -30,6 +30,10 @@ pub struct Stored {
     pub envelope: Envelope,
     pub received: String,
     pub auth_user: Option<String>,
+    /// When it was queued (seconds since the epoch), for the queue lifetime; 0 in files
+    /// written before the field existed.
+    #[serde(default)]
+    pub arrived: u64,
 }
 
 /// Where each recipient stands.
@@ -38,9 +42,14 @@ pub struct Stored {
 pub enum RcptState {
     Pending,
     Delivered,
-    /// A permanent failure (kept for the bounce work of the outbound issue).
+    /// A permanent failure, reported to the sender by a DSN once `reported` (bounce.rs).
     Failed {
         reply: String,
+        /// The server that gave the reply, if one did (the DSN's Remote-MTA).
+        #[serde(default)]
+        remote: Option<String>,
+        #[serde(default)]
+        reported: bool,
     },
 }
 
@@ -49,6 +58,12 @@ pub struct Status {
     /// Same order as the envelope's recipients.
     pub recipients: Vec<RcptState>,
     pub attempts: u32,
+    /// Why the last attempt left recipients pending (for the "expired" bounce).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// A delay warning (RFC 3461 NOTIFY=DELAY) was queued for this message.
+    #[serde(default)]
+    pub warned: bool,
     /// Whether a `.status` file exists (most messages are delivered at the first attempt and
     /// never write one).
     #[serde(skip)]
@@ -67,8 +82,7 @@ impl Queued {
     pub fn fresh_status(&self) -> Status {
         Status {
             recipients: vec![RcptState::Pending; self.stored.envelope.recipients.len()],
-            attempts: 0,
-            on_disk: false,
+            ..Status::default()
         }
     }
 }
@@ -127,10 +141,7 @@ impl Queue {
     }
 
     fn new_id(&self) -> String {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let secs = now_secs();
         let n = self.counter.fetch_add(1, Ordering::Relaxed) & 0xFFFFFF;
         format!("{secs:X}{:05X}{n:06X}", std::process::id() & 0xFFFFF)
     }
@@ -152,6 +163,7 @@ impl Queue {
             envelope: message.envelope.clone(),
             received: date.to_string(),
             auth_user: message.trace.user.clone(),
+            arrived: now_secs(),
         };
         let mut header = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         header.push(b'\n');
@@ -201,11 +213,15 @@ impl Queue {
         let mut body = Vec::new();
         reader.read_to_end(&mut body)?;
         let status = match std::fs::read(self.status_path(id)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Ok(bytes) => Status {
+                // Read from its file: removing the message must remove that file too.
+                on_disk: true,
+                ..serde_json::from_slice(&bytes).map_err(std::io::Error::other)?
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status {
                 recipients: vec![RcptState::Pending; stored.envelope.recipients.len()],
                 attempts: 0,
-                on_disk: false,
+                ..Status::default()
             },
             Err(e) => return Err(e),
         };
@@ -246,6 +262,14 @@ impl Queue {
         free.push((pooled, ticket));
         Ok(())
     }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// RFC 5321 §4.4, with the TLS details in a comment as Postfix writes them.
@@ -406,14 +430,16 @@ mod tests {
         let mut done = Status {
             recipients: vec![RcptState::Delivered],
             attempts: 1,
-            on_disk: false,
+            ..Status::default()
         };
         q.save_status(&id, &mut done).unwrap();
-        assert_eq!(
-            q.load(&id).unwrap().2.recipients,
-            vec![RcptState::Delivered]
+        let loaded = q.load(&id).unwrap().2;
+        assert_eq!(loaded.recipients, vec![RcptState::Delivered]);
+        assert!(
+            loaded.on_disk,
+            "a status read from its file is removed with the message"
         );
-        q.remove(&id, &done).unwrap();
+        q.remove(&id, &loaded).unwrap();
         assert!(q.list().unwrap().is_empty());
         let left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()

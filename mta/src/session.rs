@@ -49,6 +49,37 @@ pub struct Envelope {
     pub smtputf8: bool,
 }
 
+/// An accepted alias: the alias itself as a local recipient when it has local targets (the
+/// MDA resolves it to them), and each remote target as a remote recipient, with the alias as
+/// its ORCPT (RFC 3461 §4.2) so a bounce names what the sender wrote. Expanding here, once,
+/// records the forwards in the queued envelope: a restart or a retry never forwards twice.
+fn add_alias(envelope: &mut Envelope, mut rcpt: Rcpt, targets: Vec<String>, domains: &[String]) {
+    let is_local = |a: &str| {
+        a.rsplit_once('@')
+            .is_some_and(|(_, d)| domains.iter().any(|l| l.eq_ignore_ascii_case(d)))
+    };
+    let (local, remote): (Vec<String>, Vec<String>) =
+        targets.into_iter().partition(|t| is_local(t));
+    for target in remote {
+        let known = envelope
+            .recipients
+            .iter()
+            .any(|r| r.address.eq_ignore_ascii_case(&target));
+        if !known {
+            envelope.recipients.push(Rcpt {
+                address: target,
+                local: false,
+                notify: rcpt.notify.clone(),
+                orcpt: Some(rcpt.orcpt.clone().unwrap_or_else(|| rcpt.address.clone())),
+            });
+        }
+    }
+    if !local.is_empty() {
+        rcpt.local = true;
+        envelope.recipients.push(rcpt);
+    }
+}
+
 /// Who sent the message, for the Received: header (RFC 5321 §4.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trace {
@@ -593,9 +624,13 @@ impl Session {
             return replies::BAD_SEQUENCE;
         };
         match found {
-            Recipient::Mailbox { .. } | Recipient::Alias { .. } => {
+            Recipient::Mailbox { .. } => {
                 rcpt.local = true;
                 envelope.recipients.push(rcpt);
+                replies::RECIPIENT_OK
+            }
+            Recipient::Alias { targets } => {
+                add_alias(envelope, rcpt, targets, &self.cfg.domains);
                 replies::RECIPIENT_OK
             }
             Recipient::Unknown => replies::NO_SUCH_USER,
@@ -999,5 +1034,52 @@ mod tests {
             assert_eq!(code(s.command(b"WHAT\r\n")), 500);
         }
         assert!(matches!(s.command(b"WHAT\r\n"), Step::Close(r) if r.code == 421));
+    }
+
+    #[test]
+    fn alias_targets_split_into_local_alias_and_remote_forwards() {
+        let mut env = Envelope {
+            sender: "a@elsewhere.net".into(),
+            recipients: vec![],
+            ret: None,
+            envid: None,
+            body_8bit: false,
+            smtputf8: false,
+        };
+        let rcpt = |address: &str| Rcpt {
+            address: address.into(),
+            local: false,
+            notify: vec!["FAILURE".into()],
+            orcpt: None,
+        };
+        let domains = vec!["example.test".to_string()];
+        let targets = |t: &[&str]| t.iter().map(|s| s.to_string()).collect();
+        add_alias(
+            &mut env,
+            rcpt("team@example.test"),
+            targets(&["u@example.test", "x@far.test"]),
+            &domains,
+        );
+        add_alias(
+            &mut env,
+            rcpt("out@example.test"),
+            targets(&["x@far.test", "y@far.test"]),
+            &domains,
+        );
+        let got: Vec<(&str, bool, Option<&str>)> = env
+            .recipients
+            .iter()
+            .map(|r| (r.address.as_str(), r.local, r.orcpt.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("x@far.test", false, Some("team@example.test")),
+                ("team@example.test", true, None),
+                ("y@far.test", false, Some("out@example.test")),
+            ],
+            "a remote-only alias is no local recipient; a target is added once"
+        );
+        assert_eq!(env.recipients[0].notify, vec!["FAILURE".to_string()]);
     }
 }

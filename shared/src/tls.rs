@@ -39,6 +39,11 @@ pub fn read_material(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
     Ok(material)
 }
 
+/// Whether `pem` holds a private key (PKCS#1, PKCS#8 or SEC1), e.g. a DKIM key.
+pub fn is_private_key_pem(pem: &str) -> bool {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).is_ok()
+}
+
 /// The rustls server configuration for this material (TLS 1.2 and 1.3).
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> =

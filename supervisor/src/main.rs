@@ -4,6 +4,7 @@
 mod admin;
 mod authd;
 mod check;
+mod dkim;
 mod generate;
 mod import;
 mod listeners;
@@ -55,6 +56,26 @@ enum Command {
     /// Write the manual pages or shell completions into DIR (used to build the package).
     #[command(hide = true)]
     Generate { what: Generated, dir: PathBuf },
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Subcommand)]
+enum DkimCommand {
+    /// Write a new signing key (0600, beside the configuration unless --out is given) and
+    /// print the DNS TXT record to publish and the `[dkim] keys` entry to add.
+    Generate {
+        domain: String,
+        #[arg(long, default_value = "postern")]
+        selector: String,
+        /// "rsa" (2048 bits, RSA-SHA256: verified everywhere) or "ed25519" (RFC 8463).
+        #[arg(long, default_value = "rsa")]
+        algorithm: String,
+        /// Where to write the key (default: dkim/DOMAIN.SELECTOR.pem beside the config).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,6 +173,14 @@ fn main() -> ExitCode {
         Command::Import(ImportCommand::Dms { dir, dry_run }) => {
             import_dms(&cli.config, &dir, dry_run)
         }
+        Command::Dkim(DkimCommand::Generate {
+            domain,
+            selector,
+            algorithm,
+            out,
+        }) => admin_verb(&cli.config, |c| {
+            dkim::generate(c, &domain, &selector, &algorithm, out.as_deref())
+        }),
         Command::Generate { what, dir } => {
             let done = match what {
                 Generated::Man => generate::man_pages(Cli::command(), &dir),

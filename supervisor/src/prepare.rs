@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, User};
-use shared::config::slice::{AuthSlice, DaemonSlice, RelaySlice, TlsMaterial};
+use shared::config::slice::{AuthSlice, DaemonSlice, DkimKey, RelaySlice, TlsMaterial};
 use shared::config::{Config, Role};
 
 /// What `inspect` found: errors stop `serve` and fail `check`; warnings are printed.
@@ -19,6 +19,8 @@ pub struct Inspection {
     pub ids: Vec<(Role, Uid, Gid)>,
     pub binaries: Vec<(Role, PathBuf)>,
     pub relay_password: Option<String>,
+    /// `[dkim] keys` with their PEM text.
+    pub dkim_keys: Vec<DkimKey>,
     /// Service users to create at start (`create_missing`).
     pub to_create: Vec<String>,
 }
@@ -82,6 +84,7 @@ pub fn inspect(config: &Config, as_root: bool) -> Inspection {
     inspect_users(config, &mut found);
     inspect_tls(config, &mut found);
     inspect_relay(config, &mut found);
+    inspect_dkim(config, &mut found);
     if as_root && found.to_create.is_empty() {
         let errors = check_access(config, &found);
         found.errors.extend(errors);
@@ -267,6 +270,37 @@ fn inspect_relay(config: &Config, found: &mut Inspection) {
             "{}: cannot read relay password: {e}",
             path.display()
         )),
+    }
+}
+
+/// Reads the DKIM keys (as root: they may be 0600 root) and checks each is a private key.
+fn inspect_dkim(config: &Config, found: &mut Inspection) {
+    for k in &config.dkim {
+        let path = k.key.display();
+        match std::fs::read_to_string(&k.key) {
+            Ok(key_pem) => {
+                if !shared::tls::is_private_key_pem(&key_pem) {
+                    found
+                        .errors
+                        .push(format!("{path}: no private key (PEM) for DKIM"));
+                }
+                if let Ok(meta) = std::fs::metadata(&k.key)
+                    && meta.permissions().mode() & 0o004 != 0
+                {
+                    found.warnings.push(format!(
+                        "{path}: DKIM key readable by every user; chmod 0600 {path}"
+                    ));
+                }
+                found.dkim_keys.push(DkimKey {
+                    domain: k.domain.clone(),
+                    selector: k.selector.clone(),
+                    key_pem,
+                });
+            }
+            Err(e) => found
+                .errors
+                .push(format!("{path}: cannot read DKIM key: {e}")),
+        }
     }
 }
 
@@ -502,7 +536,9 @@ pub fn plan_children(
                         username: r.username.clone(),
                         password: found.relay_password.clone(),
                         tls_verify: r.tls_verify,
+                        implicit_tls: r.implicit_tls,
                     });
+                    slice.dkim = found.dkim_keys.clone();
                 }
                 Role::Imapd => slice.tls = tls.cloned(),
                 Role::Pop3d => {

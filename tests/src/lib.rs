@@ -12,6 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod bench;
+pub mod dns;
 
 /// How long any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,6 +58,14 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A UDP port of 127.0.0.1 nothing listens on (at the time of asking).
+fn closed_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
 fn listener_ports() -> Vec<(&'static str, u16)> {
     LISTENERS
         .iter()
@@ -83,6 +92,11 @@ pub struct Setup {
     extra: String,
     /// The `postern` binary to run; the workspace's own when `None`.
     program: Option<PathBuf>,
+    /// `hostname` and `domains`, as set by [`Setup::named`].
+    hostname: String,
+    domains: Vec<String>,
+    /// The loopback address every listener binds ([`Setup::listen_ip`]).
+    ip: std::net::IpAddr,
 }
 
 impl Setup {
@@ -102,6 +116,9 @@ impl Setup {
             ports,
             extra: extra.to_string(),
             program: None,
+            hostname: "mail.example.test".into(),
+            domains: vec!["example.test".into(), "example.org".into()],
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
         };
         setup.write_config();
         setup
@@ -119,6 +136,27 @@ impl Setup {
         self.program.clone().unwrap_or_else(|| bin("postern"))
     }
 
+    /// Another `hostname` and other local `domains` (several instances side by side).
+    pub fn named(mut self, hostname: &str, domains: &[&str]) -> Setup {
+        self.hostname = hostname.to_string();
+        self.domains = domains.iter().map(|d| d.to_string()).collect();
+        self.write_config();
+        self
+    }
+
+    /// Every listener on this loopback address (e.g. 127.0.0.2) instead of 127.0.0.1.
+    pub fn listen_ip(mut self, ip: &str) -> Setup {
+        self.ip = ip.parse().expect("an IP address");
+        self.write_config();
+        self
+    }
+
+    /// Replaces the text appended to the configuration.
+    pub fn set_extra(&mut self, extra: &str) {
+        self.extra = extra.to_string();
+        self.write_config();
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -132,7 +170,7 @@ impl Setup {
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port(listener)))
+        SocketAddr::new(self.ip, self.port(listener))
     }
 
     /// The configuration text this setup writes. A `[supervisor]` or `[service_users]` table
@@ -141,21 +179,32 @@ impl Setup {
     pub fn config_text(&self) -> String {
         let mut listen = String::from("[listen]\n");
         for (l, p) in &self.ports {
-            listen.push_str(&format!("{l} = [\"127.0.0.1:{p}\"]\n"));
+            listen.push_str(&format!("{l} = [\"{}\"]\n", SocketAddr::new(self.ip, *p)));
         }
         let service_users = if self.extra.contains("[service_users]") {
             ""
         } else {
             "[service_users]\ncreate_missing = true\n\n"
         };
+        // Tests never ask a DNS server outside loopback (issue 7): without a `[dns]` table of
+        // their own, lookups go to a closed loopback port and fail at once (deferred).
+        let dns = if self.extra.contains("[dns]") {
+            String::new()
+        } else {
+            format!(
+                "[dns]\nnameservers = [\"127.0.0.1:{}\"]\n\n",
+                closed_udp_port()
+            )
+        };
         let supervisor = if self.extra.contains("[supervisor]") {
             ""
         } else {
             "[supervisor]\nrestart_delay = \"200ms\"\nrestart_delay_max = \"5s\"\nstop_timeout = \"5s\"\n\n"
         };
+        let domains: Vec<String> = self.domains.iter().map(|d| format!("{d:?}")).collect();
         format!(
-            "hostname = \"mail.example.test\"\n\
-             domains = [\"example.test\", \"example.org\"]\n\
+            "hostname = {:?}\n\
+             domains = [{}]\n\
              state_dir = \"state\"\n\
              runtime_dir = \"run\"\n\
              users_file = \"etc/users\"\n\
@@ -164,7 +213,10 @@ impl Setup {
              {listen}\n\
              {service_users}\
              {supervisor}\
+             {dns}\
              {}",
+            self.hostname,
+            domains.join(", "),
             self.extra
         )
     }
@@ -520,6 +572,15 @@ impl Server {
 
     pub fn auth_socket(&self) -> PathBuf {
         self.setup().path("run/auth.sock")
+    }
+
+    /// Stops (SIGTERM) and starts again on the same configuration and state; the log so far
+    /// is kept as `postern.log.1`.
+    pub fn restart(mut self) -> Server {
+        self.stop();
+        let setup = self.setup.take().expect("setup");
+        let _ = std::fs::rename(setup.path("postern.log"), setup.path("postern.log.1"));
+        setup.start()
     }
 
     /// Sends SIGTERM and waits for the exit status.

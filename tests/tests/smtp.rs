@@ -162,6 +162,9 @@ s.quit()
     assert!(bob[0].contains("(using TLSv1."), "{}", bob[0]);
     let alice = wait_mail(&server, "alice@example.test", 1);
     assert!(alice[0].contains("via 465"), "{}", alice[0]);
-    // The remote recipient stays queued for outbound delivery.
-    server.wait_log("event=\"queue.remote_pending\"", 0);
+    // The remote recipient stays queued: its MX lookup fails (the harness's resolver is a
+    // closed loopback port), which defers it.
+    let log = server.wait_log("event=\"queue.deferred\"", 0);
+    assert!(log.contains("rcpt=friend@elsewhere.net"), "{log}");
+    assert!(server.queued().iter().any(|f| f.ends_with(".msg")));
 }

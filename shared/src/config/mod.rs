@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use duration::{format_duration, parse_duration};
 pub use locate::Locator;
 pub use raw::RawConfig;
-pub use validate::validate;
+pub use validate::{is_domain, validate};
 
 /// The default configuration path (ARCHITECTURE §1).
 pub const DEFAULT_PATH: &str = "/etc/postern/postern.toml";
@@ -140,6 +140,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub listen: Vec<(ListenerName, Vec<SocketAddr>)>,
     pub relay: Option<RelayConfig>,
+    /// `[dkim] keys`.
+    pub dkim: Vec<DkimKeyConfig>,
     pub limits: Limits,
     pub mta: MtaSettings,
     pub pop3: Pop3Settings,
@@ -201,6 +203,16 @@ pub struct RelayConfig {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub tls_verify: bool,
+    /// TLS from the first byte (RFC 8314 §3.3), else STARTTLS, required.
+    pub implicit_tls: bool,
+}
+
+/// One DKIM signing key (its file is read by the supervisor).
+#[derive(Debug, Clone)]
+pub struct DkimKeyConfig {
+    pub domain: String,
+    pub selector: String,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -221,6 +233,38 @@ pub struct MtaSettings {
     pub delivery: DeliveryTarget,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// `[queue] lifetime`: past it, pending recipients fail as expired.
+    pub lifetime: Duration,
+    /// `[queue] delay_warning`; zero never warns.
+    pub delay_warning: Duration,
+    pub outbound: OutboundSettings,
+}
+
+/// `[outbound]` and `[dns]`: delivery to other domains.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OutboundSettings {
+    pub tls: OutboundTls,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub final_timeout: Duration,
+    pub concurrency: u32,
+    pub per_destination: u32,
+    /// Empty: the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+/// The TLS policy towards MX hosts (`[outbound] tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundTls {
+    /// STARTTLS when offered, any certificate; plain text otherwise.
+    May,
+    /// TLS required, certificate not verified.
+    Encrypt,
+    /// TLS required and the certificate verified.
+    Verify,
 }
 
 /// How postern-pop3d behaves (its slice carries it). See `raw::RawPop3` for each key.

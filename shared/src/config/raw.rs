@@ -31,6 +31,9 @@ pub struct RawConfig {
     pub submission: RawSubmission,
     pub pop3: RawPop3,
     pub queue: RawQueue,
+    pub outbound: RawOutbound,
+    pub dns: RawDns,
+    pub dkim: RawDkim,
     pub service_users: RawServiceUsers,
     pub auth: RawAuth,
     pub supervisor: RawSupervisor,
@@ -53,6 +56,9 @@ impl Default for RawConfig {
             submission: RawSubmission::default(),
             pop3: RawPop3::default(),
             queue: RawQueue::default(),
+            outbound: RawOutbound::default(),
+            dns: RawDns::default(),
+            dkim: RawDkim::default(),
             service_users: RawServiceUsers::default(),
             auth: RawAuth::default(),
             supervisor: RawSupervisor::default(),
@@ -131,6 +137,9 @@ pub struct RawRelay {
     pub password_file: String,
     /// Verify the relay's certificate.
     pub tls_verify: bool,
+    /// "auto" (implicit TLS on port 465, STARTTLS on any other), "implicit" or "starttls":
+    /// for relays that serve implicit TLS on another port (and for tests).
+    pub tls: String,
 }
 
 impl Default for RawRelay {
@@ -140,6 +149,7 @@ impl Default for RawRelay {
             username: String::new(),
             password_file: String::new(),
             tls_verify: true,
+            tls: "auto".into(),
         }
     }
 }
@@ -242,6 +252,12 @@ pub struct RawQueue {
     /// `retry_max`.
     pub retry_min: String,
     pub retry_max: String,
+    /// How long a message may stay queued; past it, its pending recipients fail with an
+    /// "expired" bounce (RFC 5321 §4.5.4.1 suggests 4-5 days).
+    pub lifetime: String,
+    /// A sender who asked for it (NOTIFY=DELAY, RFC 3461 §4.1) is told after this long that
+    /// the message is still waiting; "0s" never warns.
+    pub delay_warning: String,
 }
 
 impl Default for RawQueue {
@@ -250,8 +266,78 @@ impl Default for RawQueue {
             delivery: String::new(),
             retry_min: "1m".into(),
             retry_max: "1h".into(),
+            lifetime: "5d".into(),
+            delay_warning: "4h".into(),
         }
     }
+}
+
+/// Delivery to other domains over SMTP (direct MX delivery, or the `[relay]` host).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawOutbound {
+    /// STARTTLS towards MX hosts: "may" (opportunistic, any certificate; plain text when not
+    /// offered), "encrypt" (TLS required, certificate not checked), "verify" (TLS required,
+    /// certificate verified against the system's CA store).
+    pub tls: String,
+    /// Port of MX hosts. 25 everywhere on the Internet; another value is a test hook.
+    pub port: u16,
+    /// Longest wait for a TCP connection to a mail server.
+    pub connect_timeout: String,
+    /// Longest wait for the greeting and for the reply to EHLO, MAIL, RCPT, DATA (RFC 5321
+    /// §4.5.3.2 asks for at least 5 minutes, 2 for DATA).
+    pub command_timeout: String,
+    /// Longest wait to send the message itself (RFC 5321 §4.5.3.2: 3 minutes per block).
+    pub data_timeout: String,
+    /// Longest wait for the reply after the final dot (RFC 5321 §4.5.3.2: 10 minutes).
+    pub final_timeout: String,
+    /// Outbound SMTP connections at once, in total.
+    pub concurrency: u32,
+    /// Outbound SMTP connections at once to one destination (domain, or the relay).
+    pub per_destination: u32,
+}
+
+impl Default for RawOutbound {
+    fn default() -> Self {
+        RawOutbound {
+            tls: "may".into(),
+            port: 25,
+            connect_timeout: "30s".into(),
+            command_timeout: "5m".into(),
+            data_timeout: "3m".into(),
+            final_timeout: "10m".into(),
+            concurrency: 50,
+            per_destination: 5,
+        }
+    }
+}
+
+/// Name resolution for outbound delivery.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDns {
+    /// Name servers to ask ("ip:port", UDP and TCP); empty uses the system's
+    /// (/etc/resolv.conf). A test hook, or for a local validating resolver.
+    pub nameservers: Vec<String>,
+}
+
+/// DKIM signing (RFC 6376) of mail submitted by authenticated users.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDkim {
+    /// Signing keys: `{ domain = "example.org", selector = "s1", key = "/etc/postern/dkim/
+    /// example.org.s1.pem" }`. Mail submitted with a sender in `domain` is signed (relaxed/
+    /// relaxed) with that key: RSA (PKCS#1 or PKCS#8 PEM, RSA-SHA256) or Ed25519 (PKCS#8 PEM).
+    /// Key files are read by the supervisor as root and may stay `0600 root`.
+    pub keys: Vec<RawDkimKey>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub key: String,
 }
 
 /// System users the daemons run as when `postern serve` starts as root.

@@ -31,6 +31,18 @@ pub struct DaemonSlice {
     pub mta: Option<super::MtaSettings>,
     /// postern-pop3d only.
     pub pop3: Option<super::Pop3Settings>,
+    /// postern-mta only: the DKIM signing keys.
+    #[serde(default)]
+    pub dkim: Vec<DkimKey>,
+}
+
+/// A DKIM signing key with its PEM text (read by the supervisor as root).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub key_pem: String,
 }
 
 impl std::fmt::Debug for DaemonSlice {
@@ -68,6 +80,8 @@ pub struct RelaySlice {
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls_verify: bool,
+    /// TLS from the first byte (port 465 or `[relay] tls = "implicit"`), else STARTTLS.
+    pub implicit_tls: bool,
 }
 
 impl DaemonSlice {
@@ -87,6 +101,7 @@ impl DaemonSlice {
             relay: None,
             mta: None,
             pop3: None,
+            dkim: Vec::new(),
         }
     }
 }

@@ -171,3 +171,38 @@ fn every_key_is_documented_in_etc_postern_toml() {
         "etc/postern.toml documents keys that do not exist: {unknown:?}"
     );
 }
+
+#[test]
+fn outbound_dns_queue_and_dkim_keys() {
+    let c = parse(Path::new("/etc/postern/postern.toml"), MINIMAL).unwrap();
+    assert_eq!(c.mta.outbound.tls, OutboundTls::May);
+    assert_eq!(c.mta.outbound.port, 25);
+    assert!(c.mta.outbound.nameservers.is_empty());
+    assert_eq!(c.mta.lifetime, std::time::Duration::from_secs(5 * 86_400));
+    assert!(c.dkim.is_empty());
+    let text = format!(
+        "{MINIMAL}\n[outbound]\ntls = \"verify\"\nport = 2525\n\n[dns]\nnameservers = [\"127.0.0.1:5353\"]\n\n[dkim]\nkeys = [{{ domain = \"Example.org\", selector = \"s1\", key = \"dkim/s1.pem\" }}]\n"
+    );
+    let c = parse(Path::new("/etc/postern/postern.toml"), &text).unwrap();
+    assert_eq!(c.mta.outbound.tls, OutboundTls::Verify);
+    assert_eq!(
+        c.mta.outbound.nameservers,
+        vec!["127.0.0.1:5353".parse().unwrap()]
+    );
+    assert_eq!(c.dkim[0].domain, "example.org");
+    assert_eq!(c.dkim[0].key, PathBuf::from("/etc/postern/dkim/s1.pem"));
+    let bad = format!(
+        "{MINIMAL}\n[outbound]\ntls = \"always\"\n\n[dns]\nnameservers = [\"localhost\"]\n\n[queue]\nlifetime = \"0s\"\n\n[dkim]\nkeys = [{{ domain = \"bad domain\", selector = \"s 1\", key = \"\" }}]\n"
+    );
+    let keys: Vec<String> = errors_of(&bad).into_iter().map(|e| e.key).collect();
+    for key in [
+        "outbound.tls",
+        "dns.nameservers.0",
+        "queue.lifetime",
+        "dkim.keys.0.domain",
+        "dkim.keys.0.selector",
+        "dkim.keys.0.key",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in {keys:?}");
+    }
+}

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AuthSettings, Config, ConfigError, DeliveryTarget, Limits, ListenerName, Locator, MtaSettings,
-    Pop3Settings, RelayConfig, ServiceUsers, SupervisorSettings, TlsConfig, parse_duration,
+    AuthSettings, Config, ConfigError, DeliveryTarget, DkimKeyConfig, Limits, ListenerName,
+    Locator, MtaSettings, OutboundSettings, OutboundTls, Pop3Settings, RelayConfig, ServiceUsers,
+    SupervisorSettings, TlsConfig, parse_duration,
 };
 
 /// The longest `sun_path` of a Unix socket, less room for `/notify.sock` (unix(7)).
@@ -161,6 +162,7 @@ pub fn validate(
 
     let listen = validate_listen(&mut c, &raw);
     let relay = raw.relay.as_ref().map(|r| validate_relay(&mut c, r));
+    let dkim = validate_dkim(&mut c, &raw);
 
     if raw.limits.message_size == 0 {
         c.error(
@@ -221,7 +223,17 @@ pub fn validate(
         delivery,
         retry_min: c.duration("queue.retry_min", &raw.queue.retry_min),
         retry_max: c.duration("queue.retry_max", &raw.queue.retry_max),
+        lifetime: c.duration("queue.lifetime", &raw.queue.lifetime),
+        delay_warning: c.duration("queue.delay_warning", &raw.queue.delay_warning),
+        outbound: validate_outbound(&mut c, &raw),
     };
+    if mta.lifetime.is_zero() {
+        c.error(
+            "queue.lifetime",
+            "must be greater than 0",
+            Some("RFC 5321 §4.5.4.1 suggests \"5d\"".into()),
+        );
+    }
     let pop3 = validate_pop3(&mut c, &raw.pop3);
 
     let mut users = Vec::new();
@@ -310,6 +322,7 @@ pub fn validate(
         tls,
         listen,
         relay,
+        dkim,
         limits,
         mta,
         pop3,
@@ -399,6 +412,79 @@ fn validate_pop3(c: &mut Checker<'_>, raw: &super::raw::RawPop3) -> Pop3Settings
     settings
 }
 
+fn validate_outbound(c: &mut Checker<'_>, raw: &RawConfig) -> OutboundSettings {
+    let o = &raw.outbound;
+    let tls = match o.tls.as_str() {
+        "may" => OutboundTls::May,
+        "encrypt" => OutboundTls::Encrypt,
+        "verify" => OutboundTls::Verify,
+        other => {
+            c.error(
+                "outbound.tls",
+                format!("{other:?} is not a TLS policy"),
+                Some("one of \"may\", \"encrypt\", \"verify\"".into()),
+            );
+            OutboundTls::May
+        }
+    };
+    for (key, n) in [
+        ("outbound.port", u32::from(o.port)),
+        ("outbound.concurrency", o.concurrency),
+        ("outbound.per_destination", o.per_destination),
+    ] {
+        if n == 0 {
+            c.error(key, "must be at least 1", None);
+        }
+    }
+    let mut nameservers = Vec::new();
+    for (i, text) in raw.dns.nameservers.iter().enumerate() {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => nameservers.push(addr),
+            Err(_) => c.error(
+                &format!("dns.nameservers.{i}"),
+                format!("{text:?} is not an address:port"),
+                Some("write \"127.0.0.1:53\" or \"[::1]:53\"".into()),
+            ),
+        }
+    }
+    OutboundSettings {
+        tls,
+        port: o.port,
+        connect_timeout: c.duration("outbound.connect_timeout", &o.connect_timeout),
+        command_timeout: c.duration("outbound.command_timeout", &o.command_timeout),
+        data_timeout: c.duration("outbound.data_timeout", &o.data_timeout),
+        final_timeout: c.duration("outbound.final_timeout", &o.final_timeout),
+        concurrency: o.concurrency,
+        per_destination: o.per_destination,
+        nameservers,
+    }
+}
+
+fn validate_dkim(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<DkimKeyConfig> {
+    let mut keys = Vec::new();
+    for (i, k) in raw.dkim.keys.iter().enumerate() {
+        let at = |field: &str| format!("dkim.keys.{i}.{field}");
+        let domain = c.domain(&at("domain"), &k.domain);
+        // A selector is a sequence of sub-domain labels (RFC 6376 §3.1).
+        if !is_domain(&k.selector) {
+            c.error(
+                &at("selector"),
+                format!("{:?} is not a DKIM selector", k.selector),
+                Some("letters, digits and '-', like \"s2026\"".into()),
+            );
+        }
+        let key = c.path(&at("key"), &k.key);
+        if let Some(domain) = domain {
+            keys.push(DkimKeyConfig {
+                domain,
+                selector: k.selector.to_ascii_lowercase(),
+                key,
+            });
+        }
+    }
+    keys
+}
+
 fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig {
     let (host, port) = match r.host.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => match p.parse::<u16>() {
@@ -434,12 +520,26 @@ fn validate_relay(c: &mut Checker<'_>, r: &super::raw::RawRelay) -> RelayConfig 
             Some("set both for AUTH at the relay, or neither".into()),
         );
     }
+    let implicit_tls = match r.tls.as_str() {
+        "auto" => port == 465,
+        "implicit" => true,
+        "starttls" => false,
+        other => {
+            c.error(
+                "relay.tls",
+                format!("{other:?} is not a relay TLS mode"),
+                Some("one of \"auto\", \"implicit\", \"starttls\"".into()),
+            );
+            false
+        }
+    };
     RelayConfig {
         host,
         port,
         username,
         password_file,
         tls_verify: r.tls_verify,
+        implicit_tls,
     }
 }
 
