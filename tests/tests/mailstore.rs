@@ -4,7 +4,6 @@
 //! Dovecot's `dovecot-uidlist` for the same Maildir seeds the same UIDs in Postern.
 
 use std::path::Path;
-use std::process::Command;
 
 use harness::*;
 use shared::mailstore::{LOG_FILE, Store, uidl};
@@ -70,10 +69,6 @@ fn deliveries_through_the_server_get_uids_one_to_n() {
 /// its own, must show the same UIDVALIDITY and the same UID for every message.
 #[test]
 fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
-    let Some(doveadm) = which("doveadm") else {
-        eprintln!("SKIPPED: doveadm not installed (Debian package dovecot-core)");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     for sub in ["tmp", "new", "cur"] {
@@ -84,20 +79,10 @@ fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
         let name = format!("new/{}.M{i}P1.host,S={}", 1_700_000_000 + i, text.len());
         std::fs::write(maildir.join(name), text).unwrap();
     }
-    let config = dovecot_config(dir.path(), &maildir);
-    // Without -u, doveadm serves the user of its environment (no auth service needed).
-    let run = |args: &[&str]| {
-        let out = Command::new(&doveadm)
-            .arg("-c")
-            .arg(&config)
-            .args(args)
-            .env("USER", "tester")
-            .env("HOME", dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "doveadm {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
+    let Some(dovecot) = dovecot::Doveadm::new(dir.path(), &maildir) else {
+        return;
     };
+    let run = |args: &[&str]| dovecot.run(args);
     // Dovecot assigns UIDs, then expunges one and flags another, as a user would.
     run(&["mailbox", "status", "all", "INBOX"]);
     run(&["expunge", "mailbox", "INBOX", "uid", "2"]);
@@ -139,53 +124,4 @@ fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
     let seen = folder.message(4).unwrap().flags;
     assert!(seen.contains(shared::mailstore::Flags::SEEN));
     assert_eq!(uidl(4, uidvalidity), format!("00000004{uidvalidity:08X}"));
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .chain([Path::new("/usr/sbin").join(name)])
-        .find(|p| p.is_file())
-}
-
-/// A minimal private Dovecot configuration for `doveadm` on the Maildir `maildir`. Dovecot
-/// refuses mail access as root: as root the Maildir is given to the `mail` user (uid 8, as
-/// Debian has it), otherwise the invoking user owns it.
-fn dovecot_config(dir: &Path, maildir: &Path) -> std::path::PathBuf {
-    let (uid, gid) = if is_root() {
-        let mail = nix::unistd::User::from_name("mail")
-            .unwrap()
-            .expect("user mail");
-        let status = Command::new("chown")
-            .args(["-R", "mail:mail"])
-            .arg(maildir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        (mail.uid.as_raw(), mail.gid.as_raw())
-    } else {
-        (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        )
-    };
-    let base = dir.join("base");
-    std::fs::create_dir_all(&base).unwrap();
-    let config = dir.join("dovecot.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "base_dir = {base}\nstate_dir = {base}\ninstance_name = postern-test\n\
-             log_path = {log}\nssl = no\nprotocols =\n\
-             mail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = {uid}\nfirst_valid_gid = {gid}\n\
-             mail_location = maildir:{maildir}\n",
-            base = base.display(),
-            log = dir.join("dovecot.log").display(),
-            maildir = maildir.display(),
-        ),
-    )
-    .unwrap();
-    config
 }
