@@ -1,7 +1,8 @@
 //! The mailstore as the real server fills it: messages delivered through postern-mda's
 //! `lmtp.sock` by Python's smtplib.LMTP get UIDs 1..n in the INBOX index at delivery time
-//! (the log exists and holds them before anything else opens the folder), and a real
-//! Dovecot's `dovecot-uidlist` for the same Maildir seeds the same UIDs in Postern.
+//! (the log exists and holds them before anything else opens the folder) and keep them when
+//! the index is lost; and a real Dovecot's `dovecot-uidlist` for the same Maildir seeds the
+//! same UIDs in Postern.
 
 use std::path::Path;
 
@@ -61,6 +62,21 @@ fn deliveries_through_the_server_get_uids_one_to_n() {
         );
         assert_eq!(m.vsize, m.size + text.matches('\n').count() as u64);
     }
+    // The index lost (issue 6): the same UIDVALIDITY and UIDs, hence the same POP3 UIDLs,
+    // from the U= in the names and the recorded floor.
+    let uidls = |f: &shared::mailstore::Folder| -> Vec<String> {
+        f.messages()
+            .iter()
+            .map(|m| uidl(m.uid, f.uidvalidity()))
+            .collect()
+    };
+    let before = uidls(&inbox);
+    inbox.expunge(&[7]).unwrap();
+    drop(inbox);
+    std::fs::remove_file(root.join(LOG_FILE)).unwrap();
+    let inbox = store.open_folder("INBOX").unwrap();
+    assert_eq!(uidls(&inbox), before[..6], "UIDLs after the rebuild");
+    assert!(inbox.uidnext() > 7, "UID 7 is not given again");
     server.assert_no_panic();
 }
 
