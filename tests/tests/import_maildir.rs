@@ -180,3 +180,76 @@ fn a_dovecot_maildir_keeps_uids_flags_and_keywords() {
     assert_eq!(uidl(1, uidvalidity), format!("00000001{uidvalidity:08X}"));
     server.assert_no_panic();
 }
+
+/// Without Dovecot: a Maildir++ written by hand in Dovecot's formats (uidlist, keywords,
+/// a subfolder with a '.' in its name as `&AC4-`, files that are not messages) is imported
+/// with its UIDs, flags and keywords; a source that is not a Maildir and a mailbox that
+/// already holds mail are refused, each with a message saying why.
+#[test]
+fn a_hand_made_maildir_is_imported_and_bad_sources_are_refused() {
+    let setup = Setup::new("");
+    let src = setup.path("src");
+    for sub in [
+        "cur",
+        "new",
+        "tmp",
+        ".Lists.a&AC4-b/cur",
+        ".Lists.a&AC4-b/new",
+        ".junkdir",
+    ] {
+        std::fs::create_dir_all(src.join(sub)).unwrap();
+    }
+    write(
+        &src.join("dovecot-uidlist"),
+        "3 V4242 N30\n7 :100.M1P1.h,S=2\n20 :101.M1P1.h,S=2\n",
+    );
+    write(&src.join("dovecot-keywords"), "0 $Label1\n1 Urgent\n");
+    write(&src.join("cur/100.M1P1.h,S=2:2,RSb"), "a\n");
+    write(&src.join("cur/101.M1P1.h,S=2:2,Fa"), "b\n");
+    write(&src.join("new/102.M1P1.h"), "c\n");
+    write(&src.join("tmp/99.M1P1.h"), "partial");
+    write(&src.join("cur/.hidden"), "x");
+    write(&src.join("dovecot.index.log"), "binary");
+    write(&src.join(".Lists.a&AC4-b/cur/200.M1P1.h:2,S"), "d\n");
+    let import = |src: &Path, user: &str| {
+        let args = ["import", "maildir", src.to_str().unwrap(), "--user", user];
+        let (status, out, err) = setup.postern(&args, "");
+        (status.code(), format!("{out}{err}"))
+    };
+    let (code, out) = import(&setup.path("etc"), "bob@example.test");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not a Maildir"), "{out}");
+
+    let (code, out) = import(&src, "bob@example.test");
+    assert_eq!(code, Some(0), "{out}");
+    let dest = setup.path("state/mail/example.test/bob");
+    assert!(!dest.join("tmp/99.M1P1.h").exists() && !dest.join("dovecot.index.log").exists());
+    let store = Store::at(&dest).unwrap();
+    let inbox = store.open_folder("INBOX").unwrap();
+    assert_eq!(inbox.uidvalidity(), 4242);
+    let got: Vec<_> = inbox
+        .messages()
+        .iter()
+        .map(|m| {
+            (
+                m.uid,
+                m.flags.imap_names().collect::<Vec<_>>(),
+                m.keywords.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (7, vec!["\\Answered", "\\Seen"], vec!["Urgent".to_string()]),
+            (20, vec!["\\Flagged"], vec!["$Label1".to_string()]),
+            (30, vec![], vec![]),
+        ]
+    );
+    let lists = store.open_folder("Lists/a.b").unwrap();
+    assert_eq!(lists.messages().len(), 1);
+
+    let (code, out) = import(&src, "bob@example.test");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("INBOX already holds 3 messages"), "{out}");
+}

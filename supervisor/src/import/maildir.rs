@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use shared::config::{Config, Role};
 use shared::maildir::{mailbox_path, sync_dir};
-use shared::mailstore::{self, Flags, LOG_FILE, Store, dovecot, names};
+use shared::mailstore::{Flags, Folder, LOG_FILE, Store, dovecot, names};
 
 use super::Write;
 
@@ -258,58 +258,54 @@ fn verify(dest: &Path, sources: &[Source]) -> anyhow::Result<()> {
         let folder = store
             .open_folder(&source.name)
             .with_context(|| format!("opening {} after the copy", source.name))?;
-        let check = |ok: bool, what: String| match ok {
-            true => Ok(()),
-            false => Err(anyhow::anyhow!("{}: {what}", source.name)),
-        };
+        verify_folder(&folder, &dest.join(&source.disk), source)
+            .map_err(|what| anyhow::anyhow!("{}: {what}", source.name))?;
+    }
+    Ok(())
+}
+
+fn verify_folder(folder: &Folder, dir: &Path, source: &Source) -> Result<(), String> {
+    let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
+    let (indexed, copied) = (folder.messages().len(), source.messages.len());
+    check(
+        indexed == copied,
+        format!("{indexed} messages indexed of {copied} copied"),
+    )?;
+    if let Some(list) = &source.uidlist {
+        let v = folder.uidvalidity();
         check(
-            folder.messages().len() == source.messages.len(),
-            format!(
-                "{} messages indexed of {} copied",
-                folder.messages().len(),
-                source.messages.len()
-            ),
+            v == list.uidvalidity,
+            format!("UIDVALIDITY {v} instead of {}", list.uidvalidity),
         )?;
-        let by_base: HashMap<&str, &mailstore::MessageInfo> =
-            folder.messages().iter().map(|m| (m.base(), m)).collect();
-        if let Some(list) = &source.uidlist {
-            check(
-                folder.uidvalidity() == list.uidvalidity,
-                format!(
-                    "UIDVALIDITY {} instead of {}",
-                    folder.uidvalidity(),
-                    list.uidvalidity
-                ),
-            )?;
-            for (base, uid) in &list.uids {
-                if let Some(m) = by_base.get(base.as_str()) {
-                    check(
-                        m.uid == *uid,
-                        format!("{base} has UID {} instead of {uid}", m.uid),
-                    )?;
-                }
-            }
+        let by_base: HashMap<&str, u32> = folder
+            .messages()
+            .iter()
+            .map(|m| (m.base(), m.uid))
+            .collect();
+        for (base, &uid) in &list.uids {
+            let got = by_base.get(base.as_str()).copied().unwrap_or(uid);
+            check(got == uid, format!("{base} has UID {got} instead of {uid}"))?;
         }
-        let keywords = dovecot::read_keywords(&dest.join(&source.disk));
-        for m in folder.messages() {
-            let info = m.file.split_once(":2,").map_or("", |(_, i)| i);
-            check(
-                m.flags == Flags::from_maildir(info),
-                format!("{} has flags {:?}", m.file, m.flags),
-            )?;
-            let mut want: Vec<String> = info
-                .bytes()
-                .filter(u8::is_ascii_lowercase)
-                .filter_map(|b| keywords.get(usize::from(b - b'a')).cloned())
-                .filter(|k| !k.is_empty())
-                .collect();
-            want.sort();
-            want.dedup();
-            check(
-                m.keywords == want,
-                format!("{} has keywords {:?}, not {want:?}", m.file, m.keywords),
-            )?;
-        }
+    }
+    let letters = dovecot::read_keywords(dir);
+    for m in folder.messages() {
+        let info = m.file.split_once(":2,").map_or("", |(_, i)| i);
+        check(
+            m.flags == Flags::from_maildir(info),
+            format!("{} has flags {:?}", m.file, m.flags),
+        )?;
+        let mut want: Vec<String> = info
+            .bytes()
+            .filter(u8::is_ascii_lowercase)
+            .filter_map(|b| letters.get(usize::from(b - b'a')).cloned())
+            .filter(|k| !k.is_empty())
+            .collect();
+        want.sort();
+        want.dedup();
+        check(
+            m.keywords == want,
+            format!("{} has keywords {:?}, not {want:?}", m.file, m.keywords),
+        )?;
     }
     Ok(())
 }
