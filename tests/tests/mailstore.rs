@@ -141,3 +141,55 @@ fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
     assert!(seen.contains(shared::mailstore::Flags::SEEN));
     assert_eq!(uidl(4, uidvalidity), format!("00000004{uidvalidity:08X}"));
 }
+
+/// Postern's names (`,S=..,W=..,U=<uid>` and `:2,` flags, Dovecot keyword letters kept) read
+/// by a real Dovecot: every message seen, with Postern's CRLF size as its virtual size, its
+/// flags, and the keyword whose letter Dovecot's own `dovecot-keywords` gives.
+#[test]
+fn dovecot_reads_the_names_postern_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let store = Store::at(&maildir).unwrap();
+    let md = shared::maildir::Maildir::create(&maildir).unwrap();
+    for i in 0..3 {
+        md.deliver(&[format!("Subject: p{i}\n\nline\nline\n").as_bytes()], "mx")
+            .unwrap();
+    }
+    std::fs::write(maildir.join("dovecot-keywords"), "0 Work\n").unwrap();
+    let mut inbox = store.open_folder("INBOX").unwrap();
+    let (seen, work) = (shared::mailstore::Flags::SEEN, vec!["Work".to_string()]);
+    let op = shared::mailstore::StoreOp::Add;
+    inbox.store_flags(&[2], op, seen, &work, None).unwrap();
+    assert!(inbox.message(2).unwrap().file.ends_with(",U=2:2,Sa"));
+    let postern: Vec<(String, u64)> = inbox
+        .messages()
+        .iter()
+        .map(|m| (m.base().to_string(), m.vsize))
+        .collect();
+    drop(inbox);
+    let Some(dovecot) = dovecot::Doveadm::new(dir.path(), &maildir) else {
+        return;
+    };
+    let rows = dovecot.fetch("INBOX", "hdr.subject size.virtual flags");
+    let mut got: Vec<(String, u64, String)> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone(),
+                r[1].parse().unwrap(),
+                r[2].split_whitespace()
+                    .filter(|f| *f != "\\Recent")
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, u64, String)> = (0..3)
+        .map(|i| {
+            let flags = if i == 1 { "\\Seen Work" } else { "" };
+            (format!("p{i}"), postern[i].1, flags.to_string())
+        })
+        .collect();
+    assert_eq!(got, want, "Postern's names: {postern:?}");
+}
