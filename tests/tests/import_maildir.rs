@@ -124,6 +124,7 @@ fn a_dovecot_maildir_keeps_uids_flags_and_keywords() {
 
     let (code, out) = import(&[]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("note:"), "alice is a user: {out}");
     let store = Store::at(&dest).unwrap();
     for (mailbox, folder) in FOLDERS {
         let want = dovecot_view(&dovecot, mailbox);
@@ -222,6 +223,7 @@ fn a_hand_made_maildir_is_imported_and_bad_sources_are_refused() {
 
     let (code, out) = import(&src, "bob@example.test");
     assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("note: bob@example.test is not in"), "{out}");
     let dest = setup.path("state/mail/example.test/bob");
     assert!(!dest.join("tmp/99.M1P1.h").exists() && !dest.join("dovecot.index.log").exists());
     let store = Store::at(&dest).unwrap();

@@ -56,6 +56,7 @@ pub fn run(config: &Config, src: &Path, user: &str, write: Write) -> anyhow::Res
         .with_context(|| format!("{user:?} cannot name a mailbox (give USER@DOMAIN)"))?;
     let sources = read_sources(src)?;
     refuse_mail_in(&dest)?;
+    warn_if_unknown(config, user);
     if write == Write::DryRun {
         println!("dry run: nothing is written");
         report(&sources, &dest, "would copy");
@@ -74,6 +75,22 @@ pub fn run(config: &Config, src: &Path, user: &str, write: Write) -> anyhow::Res
     checked?;
     report(&sources, &dest, "copied");
     Ok(())
+}
+
+/// Says so when `user` is not in the users file (the mail is copied all the same: the user
+/// may be added afterwards).
+fn warn_if_unknown(config: &Config, user: &str) {
+    let key = user.to_lowercase();
+    let known = std::fs::read_to_string(&config.users_file).is_ok_and(|t| {
+        t.lines()
+            .any(|l| crate::admin::line_key(l).as_deref() == Some(&key))
+    });
+    if !known {
+        eprintln!(
+            "note: {user} is not in {}: add it with `postern user add {user}` to read this mail",
+            config.users_file.display()
+        );
+    }
 }
 
 /// INBOX and every `.Folder` directory that is a Maildir, with their messages.
