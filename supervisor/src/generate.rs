@@ -128,6 +128,7 @@ mod tests {
             "postern-user-add.8",
             "postern-alias-list.8",
             "postern-import-dms.8",
+            "postern-import-maildir.8",
             "postern.toml.5",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");

@@ -255,8 +255,8 @@ fn graveyard() -> PathBuf {
 /// taxing whichever system runs next. Everything is deleted at the end.
 fn set_aside(mail_root: &Path, tag: &str) {
     let spent = graveyard();
-    let moved = std::fs::create_dir_all(&spent)
-        .and_then(|()| std::fs::rename(mail_root, spent.join(tag)));
+    let moved =
+        std::fs::create_dir_all(&spent).and_then(|()| std::fs::rename(mail_root, spent.join(tag)));
     if let Err(e) = moved {
         println!("  (could not set {} aside: {e})", mail_root.display());
     }
