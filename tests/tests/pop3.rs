@@ -540,7 +540,6 @@ fn uidls_follow_a_migrated_dovecot_uidlist_and_survive_an_index_rebuild() {
 }
 
 #[test]
-#[ignore = "the mailstore gives a new UIDVALIDITY when it rebuilds an index without a dovecot-uidlist (see the pop3 report)"]
 fn uidls_survive_an_unseeded_index_rebuild() {
     let server = start("");
     send_mail(&server, ALICE, 2);
