@@ -129,6 +129,7 @@ mod tests {
             "postern-alias-list.8",
             "postern-import-dms.8",
             "postern-import-maildir.8",
+            "postern-dkim-generate.8",
             "postern.toml.5",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
@@ -136,7 +137,7 @@ mod tests {
         assert!(
             !names
                 .iter()
-                .any(|n| n.contains("authd") || n.contains("generate")),
+                .any(|n| n.starts_with("postern-authd") || n.starts_with("postern-generate")),
             "hidden commands get no page: {names:?}"
         );
         let top = std::fs::read_to_string(dir.path().join("postern.8")).unwrap();
