@@ -45,11 +45,12 @@ fn deliver_one(
     let sender = sender.replace(['\r', '\n'], "");
     let header = format!("Return-Path: <{sender}>\nDelivered-To: {mailbox}\n");
     match Maildir::create(&dir).and_then(|md| md.deliver(&[header.as_bytes(), body], hostname)) {
-        Ok(file) => {
+        Ok(delivered) => {
             tracing::info!(
                 event = "delivery.ok",
                 mailbox,
-                file = %file.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                file = %delivered.path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+                uid = ?delivered.uid,
                 "delivered"
             );
             replies::DELIVERED

@@ -13,6 +13,7 @@ pub mod groupsync;
 pub mod listen;
 pub mod logging;
 pub mod maildir;
+pub mod mailstore;
 pub mod proto;
 pub mod smtp;
 pub mod tls;

@@ -1,7 +1,7 @@
 //! Maildir++ delivery (ARCHITECTURE §4, §6 step 4): the start of the mailstore the IMAP and
 //! POP3 issues extend. A message is written to `tmp/` under a unique name, fsynced, linked into
 //! `new/`, and `new/` is fsynced: only then is it delivered (the promise behind LMTP's 250).
-//! No sockets here.
+//! Then it gets its IMAP UID in the folder's index (`mailstore::deliver`). No sockets here.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -10,10 +10,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::mailstore::deliver::index_delivery;
+
 /// One Maildir (the INBOX of a user: ARCHITECTURE §4 puts it at `mail/DOMAIN/USER/`).
 #[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
+}
+
+/// A message delivered.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub path: PathBuf,
+    /// Its IMAP UID; `None` when indexing failed (logged; the next sync indexes it).
+    pub uid: Option<u32>,
 }
 
 /// Deliveries of this process so far: part of the unique name.
@@ -58,9 +68,10 @@ impl Maildir {
         &self.root
     }
 
-    /// Delivers a message (LF line ends) into `new/`; returns its path once it is durable.
-    /// On error nothing is left in `new/` (and the temporary file is removed).
-    pub fn deliver(&self, parts: &[&[u8]], hostname: &str) -> std::io::Result<PathBuf> {
+    /// Delivers a message (LF line ends) into `new/`; returns once it is durable, with the
+    /// UID the index gave it. On error nothing is left in `new/` (and the temporary file is
+    /// removed).
+    pub fn deliver(&self, parts: &[&[u8]], hostname: &str) -> std::io::Result<Delivered> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
         let lines: usize = parts
             .iter()
@@ -79,15 +90,28 @@ impl Maildir {
             Ok(new)
         });
         let _ = std::fs::remove_file(&tmp);
-        // Step reserved for the mailstore issue: assign the IMAP UID here, under the index
-        // lock, before acknowledging.
-        result
+        let path = result?;
+        let uid = self.assign_uid(&name, size, size + lines);
+        Ok(Delivered { path, uid })
+    }
+
+    /// The IMAP UID of a message now durable in `new/`, appended to the index under its lock
+    /// (not fsynced: see `mailstore::deliver`). A failure here does not undo the delivery:
+    /// the message is safe, and the next sync of the folder indexes it.
+    fn assign_uid(&self, name: &str, size: usize, vsize: usize) -> Option<u32> {
+        match index_delivery(&self.root, name, size as u64, vsize as u64) {
+            Ok(uid) => Some(uid),
+            Err(e) => {
+                tracing::warn!(event = "delivery.index_failed", maildir = %self.root.display(), error = %e, "message delivered, but not indexed; the next folder sync will index it");
+                None
+            }
+        }
     }
 }
 
 /// `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>,W=<vsize>` (Maildir conventions as Dovecot
 /// writes them: S = size on disk, W = size with CRLF line ends).
-fn unique_name(hostname: &str, size: usize, vsize: usize) -> String {
+pub(crate) fn unique_name(hostname: &str, size: usize, vsize: usize) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -132,6 +156,8 @@ mod tests {
             .deliver(&[b"Subject: a\n", b"\nbody\n"], "mx.example")
             .unwrap();
         let b = md.deliver(&[b"x\n"], "mx.example").unwrap();
+        assert_eq!((a.uid, b.uid), (Some(1), Some(2)));
+        let (a, b) = (a.path, b.path);
         assert_ne!(a, b);
         assert_eq!(std::fs::read(&a).unwrap(), b"Subject: a\n\nbody\n");
         let name = a.file_name().unwrap().to_string_lossy().to_string();

@@ -4,7 +4,8 @@
 //! the supervisor restarts it. Every message whose 250 was read must then be in the right
 //! Maildir's `new/`, whole and exactly as sent; a message delivered whose 250 was lost comes
 //! back as a duplicate (counted, allowed). The test does not look at the MDA's code paths: it
-//! only keeps the promise honest from the outside.
+//! only keeps the promise honest from the outside. Afterwards each INBOX index must be
+//! consistent with its Maildir (UIDs unique and increasing, nothing indexed twice or missing).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -380,6 +381,46 @@ fn check_maildirs(server: &Server, reports: &[ClientReport]) -> usize {
     duplicates
 }
 
+/// Each INBOX index after the kills: readable, UIDs unique and increasing, every indexed
+/// file present and indexed once; the few files whose MDA was killed between the link and
+/// the index append are indexed by the first sync, after every UID already given.
+fn check_indexes(server: &Server) {
+    let mut unindexed = 0;
+    for user in USERS {
+        let root = server
+            .setup()
+            .path(&format!("state/mail/example.test/{user}"));
+        let mut inbox = shared::mailstore::Store::at(&root)
+            .and_then(|s| s.open_folder("INBOX"))
+            .unwrap_or_else(|e| panic!("{user}'s index: {e}"));
+        let before: Vec<(u32, String)> = inbox
+            .messages()
+            .iter()
+            .map(|m| (m.uid, m.base().to_string()))
+            .collect();
+        let bases: HashSet<&String> = before.iter().map(|(_, b)| b).collect();
+        assert_eq!(bases.len(), before.len(), "{user}: a file indexed twice");
+        assert!(before.windows(2).all(|w| w[0].0 < w[1].0));
+        for m in inbox.messages() {
+            assert!(
+                root.join(&m.file).is_file(),
+                "{user}: {} is indexed but missing",
+                m.file
+            );
+        }
+        let max = before.last().map_or(0, |b| b.0);
+        let changes = inbox.sync().expect("sync");
+        assert!(changes.expunged.is_empty(), "{user}: {changes:?}");
+        assert!(
+            changes.added.iter().all(|&u| u > max),
+            "{user}: {changes:?}"
+        );
+        unindexed += changes.added.len();
+        assert_eq!(inbox.messages().len(), files(server, user, "new").len());
+    }
+    eprintln!("lmtp_crash: indexes consistent; {unindexed} files indexed by the first sync");
+}
+
 /// The harness writes `[supervisor]` and `[service_users]` itself and a TOML table cannot be
 /// opened twice, so its values are replaced in the written file.
 fn set_restart_delays(setup: &Setup) {
@@ -430,6 +471,7 @@ fn acknowledged_messages_survive_sigkill_of_the_mda() {
     let elapsed = started.elapsed();
 
     let duplicates = check_maildirs(&server, &reports);
+    check_indexes(&server);
     let total: usize = reports.iter().map(|r| r.acked.len()).sum();
     let sum = |f: fn(&ClientReport) -> usize| reports.iter().map(f).sum::<usize>();
     let tmp_left: usize = USERS.iter().map(|u| files(&server, u, "tmp").len()).sum();

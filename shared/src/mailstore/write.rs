@@ -1,0 +1,442 @@
+//! The writing side of a [`Folder`]: every change goes through [`Folder::with_lock`] (lock,
+//! catch up with other writers, cut a torn tail, append, apply, compact when due, unlock,
+//! `fdatasync`). Flag changes, expunges, appends and copies live here; each makes the Maildir
+//! change durable before the index records that promise it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::folder::{Changes, Folder, LogFile, Opened};
+use super::index::{self, Added, Record, VERSION};
+use super::scan::Counters;
+use super::{Error, Flags, IoContext, LOG_FILE, Result};
+use crate::maildir::{sync_dir, unique_name};
+
+/// Compaction is due when the log holds this many records and more than twice as many as
+/// there are messages.
+const COMPACT_MIN_RECORDS: usize = 1000;
+
+/// How STORE combines the given flags with a message's (RFC 3501 §6.4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// What [`Folder::store_flags`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoreOutcome {
+    /// Messages whose flags changed, with their new modseq.
+    pub modified: Vec<(u32, u64)>,
+    /// Messages left alone because their modseq exceeded UNCHANGEDSINCE (RFC 7162 §3.1.3:
+    /// the `[MODIFIED ...]` set).
+    pub conflicts: Vec<u32>,
+}
+
+impl Folder {
+    /// Runs `build` under the lock, after catching up with other writers (their changes go
+    /// to the next `refresh`); appends the records it returns, applies them, compacts when
+    /// due, unlocks, and makes the log durable. Returns `build`'s value and the changes its
+    /// records made.
+    pub(crate) fn with_lock<T>(
+        &mut self,
+        build: impl FnOnce(&mut Folder) -> Result<(Vec<Record>, T)>,
+    ) -> Result<(T, Changes)> {
+        let guard = self.lock.lock()?;
+        self.read_others()?;
+        self.truncate_torn()?;
+        let (records, value) = build(self)?;
+        let mut own = Changes::default();
+        if !records.is_empty() {
+            self.append_records(&records)?;
+            self.state.apply(records, &mut own);
+            if self.state.records >= COMPACT_MIN_RECORDS
+                && self.state.records > 2 * (self.state.messages.len() + 1)
+            {
+                self.compact()?;
+            }
+        }
+        drop(guard);
+        self.make_durable()?;
+        Ok((value, own))
+    }
+
+    /// Under the lock nobody is writing: bytes past the last valid record are a tail torn by
+    /// a crash. Cut them so that the next record starts on a line of its own.
+    fn truncate_torn(&mut self) -> Result<()> {
+        let len = self.log.file.metadata().at(&self.log.path)?.len();
+        if len > self.log.offset {
+            tracing::warn!(event = "mailstore.torn_tail", log = %self.log.path.display(), bytes = len - self.log.offset, "cutting a torn record off the index log");
+            self.log.file.set_len(self.log.offset).at(&self.log.path)?;
+        }
+        Ok(())
+    }
+
+    fn append_records(&mut self, records: &[Record]) -> Result<()> {
+        let mut buf = Vec::new();
+        for r in records {
+            index::encode(r, &mut buf);
+        }
+        self.log.file.write_all(&buf).at(&self.log.path)?;
+        self.log.offset += buf.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Writes a fresh log holding only the current state and puts it in place (readers see
+    /// the new inode and reload).
+    fn compact(&mut self) -> Result<()> {
+        let s = &self.state;
+        let mut records = vec![Record::Header {
+            v: VERSION,
+            uidvalidity: s.uidvalidity,
+            uidnext: s.uidnext,
+            modseq: s.highest_modseq,
+        }];
+        records.extend(s.messages.iter().map(|m| {
+            Record::Add(Added {
+                uid: m.uid,
+                ms: m.modseq,
+                f: m.file.clone(),
+                fl: m.flags,
+                kw: m.keywords.clone(),
+                size: m.size,
+                vsize: m.vsize,
+                date: m.internal_date,
+            })
+        }));
+        if let Some((new, cur)) = s.scanned {
+            records.push(Record::Scanned { new, cur });
+        }
+        replace_log(&self.dir, &records)?;
+        let Opened::Ready(log, state) = LogFile::open(&self.dir)? else {
+            return Err(Error::Io {
+                path: self.log.path.clone(),
+                source: std::io::Error::other("the compacted index is unreadable"),
+            });
+        };
+        (self.log, self.state, self.dirty) = (log, state, false);
+        Ok(())
+    }
+
+    /// STORE (RFC 3501 §6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3). System flags are also
+    /// written into the file names (renamed into `cur/`, directory fsynced before the index
+    /// records them). Messages whose flags would not change get no new modseq.
+    pub fn store_flags(
+        &mut self,
+        uids: &[u32],
+        op: StoreOp,
+        flags: Flags,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreOutcome> {
+        let (outcome, _) = self.with_lock(|f| {
+            let mut ids = Counters::of(&f.state);
+            let (mut records, mut out, mut renamed) = (Vec::new(), StoreOutcome::default(), false);
+            for &uid in uids {
+                let Some(m) = f.state.find(uid) else { continue };
+                if unchanged_since.is_some_and(|since| m.modseq > since) {
+                    out.conflicts.push(uid);
+                    continue;
+                }
+                let (fl, kw) = combine(m.flags, &m.keywords, op, flags, keywords);
+                if fl == m.flags && kw == m.keywords {
+                    continue;
+                }
+                let mut file = m.file.clone();
+                if fl != m.flags || file.starts_with("new/") {
+                    let target = format!("cur/{}:2,{}", m.base(), fl.to_maildir());
+                    match std::fs::rename(f.dir.join(&file), f.dir.join(&target)) {
+                        Ok(()) => (file, renamed) = (target, true),
+                        // Removed by another program: the next sync expunges it.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e).at(&f.dir.join(&file)),
+                    }
+                }
+                let ms = ids.next_ms();
+                out.modified.push((uid, ms));
+                records.push(Record::Flags {
+                    uid,
+                    ms,
+                    fl,
+                    kw,
+                    f: file,
+                });
+            }
+            if renamed {
+                // The renames must be durable before the index describes them.
+                sync_dir(&f.dir.join("cur")).at(&f.dir.join("cur"))?;
+            }
+            Ok((records, out))
+        })?;
+        Ok(outcome)
+    }
+
+    /// Removes messages (IMAP EXPUNGE, POP3 UPDATE state): the files are unlinked and their
+    /// directories fsynced, then the expunge records are appended and fdatasynced, all before
+    /// this returns (RFC 1939 §6 / RFC 3501 §6.4.3 acknowledge only after that). Returns the
+    /// UIDs expunged (those of `uids` still present).
+    pub fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>> {
+        let (gone, _) = self.with_lock(|f| {
+            let mut ids = Counters::of(&f.state);
+            let (mut records, mut gone, mut dirs) = (Vec::new(), Vec::new(), [false; 2]);
+            for &uid in uids {
+                let Some(m) = f.state.find(uid) else { continue };
+                let path = f.dir.join(&m.file);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => dirs[usize::from(m.file.starts_with("cur/"))] = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at(&path),
+                }
+                records.push(Record::Expunge {
+                    uid,
+                    ms: ids.next_ms(),
+                });
+                gone.push(uid);
+            }
+            for (touched, sub) in dirs.iter().zip(["new", "cur"]) {
+                if *touched {
+                    sync_dir(&f.dir.join(sub)).at(&f.dir.join(sub))?;
+                }
+            }
+            Ok((records, gone))
+        })?;
+        Ok(gone)
+    }
+
+    /// APPEND (RFC 3501 §6.3.11): writes `message` into `cur/` with `flags` (fsync of the file
+    /// and of `cur/`), then gives it the next UID under the lock. The internal date defaults
+    /// to now. Returns the UID (RFC 4315 APPENDUID, with [`Folder::uidvalidity`]).
+    pub fn append(
+        &mut self,
+        message: &[u8],
+        flags: Flags,
+        keywords: &[String],
+        internal_date: Option<i64>,
+    ) -> Result<u32> {
+        let size = message.len() as u64;
+        let vsize = size + bare_lfs(message);
+        let name = unique_name(host(), size as usize, vsize as usize);
+        let date = internal_date.unwrap_or_else(now_secs);
+        let tmp = self.dir.join("tmp").join(&name);
+        let file = format!("cur/{name}:2,{}", flags.to_maildir());
+        let written = write_file(&tmp, message, date)
+            .and_then(|()| std::fs::hard_link(&tmp, self.dir.join(&file)).at(&tmp));
+        let _ = std::fs::remove_file(&tmp);
+        written?;
+        sync_dir(&self.dir.join("cur")).at(&self.dir.join("cur"))?;
+        let mut kw = keywords.to_vec();
+        kw.sort();
+        kw.dedup();
+        let item = NewFile {
+            file,
+            flags,
+            keywords: kw,
+            size,
+            vsize,
+            date,
+        };
+        let uids = self.index_new_files(vec![item])?;
+        uids.first().copied().ok_or_else(|| Error::Io {
+            path: tmp,
+            source: std::io::Error::other("the appended file vanished before indexing"),
+        })
+    }
+
+    /// COPY (RFC 3501 §6.4.7, RFC 4315 COPYUID): each message is hard-linked (copied where
+    /// links fail) into `dest`'s `cur/` with its flags, keywords and internal date, `cur/` is
+    /// fsynced, and the copies get UIDs in `dest` in the order of `uids`. Returns (source UID,
+    /// destination UID) pairs; messages expunged meanwhile are skipped. MOVE is this plus
+    /// [`Folder::expunge`] (RFC 6851 §3.3).
+    pub fn copy_to(&mut self, uids: &[u32], dest: &mut Folder) -> Result<Vec<(u32, u32)>> {
+        let mut items = Vec::new();
+        let mut sources = Vec::new();
+        for &uid in uids {
+            // Opening first follows a rename by another session (and proves it exists).
+            let Ok(source) = self.open_message(uid) else {
+                continue;
+            };
+            let Some(m) = self.state.find(uid).cloned() else {
+                continue;
+            };
+            let name = unique_name(host(), m.size as usize, m.vsize as usize);
+            let file = format!("cur/{name}:2,{}", m.flags.to_maildir());
+            let target = dest.dir.join(&file);
+            if std::fs::hard_link(self.dir.join(&m.file), &target).is_err() {
+                copy_file(source, &target, m.internal_date)?;
+            }
+            sources.push(uid);
+            items.push(NewFile {
+                file,
+                flags: m.flags,
+                keywords: m.keywords,
+                size: m.size,
+                vsize: m.vsize,
+                date: m.internal_date,
+            });
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        sync_dir(&dest.dir.join("cur")).at(&dest.dir.join("cur"))?;
+        let new_uids = dest.index_new_files(items)?;
+        Ok(sources.into_iter().zip(new_uids).collect())
+    }
+
+    /// Gives UIDs to files this handle just put into the Maildir, unless a concurrent sync
+    /// already indexed them (then their UIDs are returned, keywords applied).
+    fn index_new_files(&mut self, items: Vec<NewFile>) -> Result<Vec<u32>> {
+        let (uids, _) = self.with_lock(|f| {
+            let mut ids = Counters::of(&f.state);
+            let (mut records, mut uids) = (Vec::new(), Vec::new());
+            for item in items {
+                if let Some(m) = f.state.messages.iter().rev().find(|m| m.file == item.file) {
+                    uids.push(m.uid);
+                    if m.keywords != item.keywords {
+                        let (uid, fl, f) = (m.uid, m.flags, m.file.clone());
+                        let (ms, kw) = (ids.next_ms(), item.keywords);
+                        records.push(Record::Flags { uid, ms, fl, kw, f });
+                    }
+                    continue;
+                }
+                uids.push(ids.uid);
+                records.push(Record::Add(Added {
+                    uid: ids.uid,
+                    ms: ids.next_ms(),
+                    f: item.file,
+                    fl: item.flags,
+                    kw: item.keywords,
+                    size: item.size,
+                    vsize: item.vsize,
+                    date: item.date,
+                }));
+                ids.uid += 1;
+            }
+            Ok((records, uids))
+        })?;
+        Ok(uids)
+    }
+
+    /// Marks messages \Seen (POP3 RETR, RFC 1939 has none; IMAP's view of what POP3 read).
+    pub fn mark_seen(&mut self, uids: &[u32]) -> Result<()> {
+        self.store_flags(uids, StoreOp::Add, Flags::SEEN, &[], None)
+            .map(drop)
+    }
+}
+
+/// A file just written into `cur/`, waiting for its UID.
+struct NewFile {
+    file: String,
+    flags: Flags,
+    keywords: Vec<String>,
+    size: u64,
+    vsize: u64,
+    date: i64,
+}
+
+/// The flags and keywords STORE leaves on a message.
+fn combine(
+    old: Flags,
+    old_kw: &[String],
+    op: StoreOp,
+    flags: Flags,
+    keywords: &[String],
+) -> (Flags, Vec<String>) {
+    let (fl, mut kw) = match op {
+        StoreOp::Add => (old.union(flags), [old_kw, keywords].concat()),
+        StoreOp::Remove => (
+            old.difference(flags),
+            old_kw
+                .iter()
+                .filter(|k| !keywords.contains(k))
+                .cloned()
+                .collect(),
+        ),
+        StoreOp::Replace => (flags, keywords.to_vec()),
+    };
+    kw.sort();
+    kw.dedup();
+    (fl, kw)
+}
+
+/// Writes a whole log to a temporary name, fsyncs it, renames it over `postern-index.log` and
+/// fsyncs the directory: readers see either the old log or the complete new one.
+pub(crate) fn replace_log(dir: &Path, records: &[Record]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in records {
+        index::encode(r, &mut buf);
+    }
+    let tmp = dir.join(format!("{LOG_FILE}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .at(&tmp)?;
+    file.write_all(&buf).at(&tmp)?;
+    file.sync_data().at(&tmp)?;
+    std::fs::rename(&tmp, dir.join(LOG_FILE)).at(&tmp)?;
+    sync_dir(dir).at(dir)
+}
+
+/// Writes a new message file with its internal date as mtime, fsynced.
+fn write_file(path: &Path, data: &[u8], date: i64) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .at(path)?;
+    file.write_all(data).at(path)?;
+    file.set_modified(time_of(date)).at(path)?;
+    file.sync_all().at(path)
+}
+
+fn copy_file(mut source: File, target: &Path, date: i64) -> Result<()> {
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut source, &mut data).at(target)?;
+    write_file(target, &data, date)
+}
+
+/// Line ends that are a bare LF: what CRLF conversion adds to the size.
+pub(crate) fn bare_lfs(data: &[u8]) -> u64 {
+    let mut prev = 0u8;
+    let mut n = 0;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            n += 1;
+        }
+        prev = b;
+    }
+    n
+}
+
+fn time_of(secs: i64) -> SystemTime {
+    match u64::try_from(secs) {
+        Ok(s) => UNIX_EPOCH + Duration::from_secs(s),
+        Err(_) => UNIX_EPOCH,
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// This machine's name for Maildir file names.
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+}
