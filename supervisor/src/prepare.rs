@@ -504,7 +504,11 @@ pub fn plan_children(
                         tls_verify: r.tls_verify,
                     });
                 }
-                Role::Imapd | Role::Pop3d => slice.tls = tls.cloned(),
+                Role::Imapd => {
+                    slice.tls = tls.cloned();
+                    slice.imap = Some(config.imap.clone());
+                }
+                Role::Pop3d => slice.tls = tls.cloned(),
                 Role::Mda => {}
             }
             Some(ChildPlan {

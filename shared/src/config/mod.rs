@@ -142,6 +142,7 @@ pub struct Config {
     pub relay: Option<RelayConfig>,
     pub limits: Limits,
     pub mta: MtaSettings,
+    pub imap: ImapSettings,
     pub service_users: ServiceUsers,
     pub auth: AuthSettings,
     pub supervisor: SupervisorSettings,
@@ -220,6 +221,28 @@ pub struct MtaSettings {
     pub delivery: DeliveryTarget,
     pub retry_min: Duration,
     pub retry_max: Duration,
+}
+
+/// How postern-imapd limits its clients (its slice carries it; `[imap]` in the file).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImapSettings {
+    pub max_line: usize,
+    pub max_depth: usize,
+    pub commands_before_auth: u32,
+    pub sessions_per_user: u32,
+    pub idle_timeout: Duration,
+}
+
+impl Default for ImapSettings {
+    fn default() -> ImapSettings {
+        ImapSettings {
+            max_line: 65536,
+            max_depth: 32,
+            commands_before_auth: 20,
+            sessions_per_user: 20,
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// Where local mail goes by LMTP.

@@ -29,6 +29,9 @@ pub struct DaemonSlice {
     pub relay: Option<RelaySlice>,
     /// postern-mta only.
     pub mta: Option<super::MtaSettings>,
+    /// postern-imapd only.
+    #[serde(default)]
+    pub imap: Option<super::ImapSettings>,
 }
 
 impl std::fmt::Debug for DaemonSlice {
@@ -84,6 +87,7 @@ impl DaemonSlice {
             auth: None,
             relay: None,
             mta: None,
+            imap: None,
         }
     }
 }

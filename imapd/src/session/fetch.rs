@@ -1,0 +1,252 @@
+//! FETCH and UID FETCH (RFC 9051 §6.4.5, §6.4.9; MODSEQ and CHANGEDSINCE RFC 7162 §3.1.4):
+//! the items of each message from the index (flags, UID, dates, sizes, modseq) and, when
+//! asked, from the file (sections, RFC822.*, BINARY, ENVELOPE, BODYSTRUCTURE). A body fetch
+//! without PEEK sets `\Seen` in a read-write mailbox (RFC 9051 §6.4.5).
+
+use std::io::Read;
+
+use shared::mailstore::{Flags, MessageInfo, StoreOp};
+
+use super::message;
+use super::structure;
+use super::{Session, State, Step};
+use crate::command::{FetchItem, Section, SequenceSet};
+use crate::response::{Data, Encoding, FetchAttr, Response, SystemFlags};
+
+/// A fetch's options beyond the items.
+pub(super) struct FetchArgs {
+    pub uid: bool,
+    pub changed_since: Option<u64>,
+}
+
+impl Session {
+    pub(super) fn fetch(
+        &mut self,
+        tag: &[u8],
+        set: &SequenceSet,
+        mut items: Vec<FetchItem>,
+        args: FetchArgs,
+    ) -> Step {
+        if args.uid && !items.contains(&FetchItem::Uid) {
+            items.insert(0, FetchItem::Uid); // RFC 9051 §6.4.9
+        }
+        if (args.changed_since.is_some() || items.contains(&FetchItem::ModSeq))
+            && !items.contains(&FetchItem::ModSeq)
+        {
+            items.push(FetchItem::ModSeq);
+        }
+        if items.contains(&FetchItem::ModSeq) {
+            self.enabled.condstore = true; // RFC 7162 §3.1
+        }
+        let enc = self.encoding();
+        let Session { state, out, .. } = self;
+        let State::Selected(mb) = state else {
+            return Step::Next;
+        };
+        let Ok(targets) = mb.resolve(set, args.uid) else {
+            return self.finish_bad(tag, "Invalid message sequence number");
+        };
+        let seen_now = if !mb.read_only && items.iter().any(sets_seen) {
+            mark_seen(&mut mb.folder, &targets)
+        } else {
+            Vec::new()
+        };
+        for &(seq, uid) in &targets {
+            let Some(info) = mb.folder.message(uid).cloned() else {
+                continue; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
+            };
+            if args.changed_since.is_some_and(|since| info.modseq <= since) {
+                continue;
+            }
+            let body = if items.iter().any(needs_file) {
+                read(&mut mb.folder, uid)
+            } else {
+                None
+            };
+            let flags_too = seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
+            one(out, enc, seq, &info, &items, body.as_deref(), flags_too);
+        }
+        self.updates(args.uid);
+        self.done(tag)
+    }
+}
+
+fn sets_seen(item: &FetchItem) -> bool {
+    matches!(
+        item,
+        FetchItem::Section { peek: false, .. }
+            | FetchItem::Binary { peek: false, .. }
+            | FetchItem::Rfc822
+            | FetchItem::Rfc822Text
+    )
+}
+
+fn needs_file(item: &FetchItem) -> bool {
+    !matches!(
+        item,
+        FetchItem::Uid
+            | FetchItem::Flags
+            | FetchItem::InternalDate
+            | FetchItem::Rfc822Size
+            | FetchItem::ModSeq
+    )
+}
+
+/// Sets `\Seen` on the targets without it; returns their UIDs.
+fn mark_seen(folder: &mut shared::mailstore::Folder, targets: &[(u32, u32)]) -> Vec<u32> {
+    let unseen: Vec<u32> = targets
+        .iter()
+        .filter(|(_, uid)| {
+            folder
+                .message(*uid)
+                .is_some_and(|m| !m.flags.contains(Flags::SEEN))
+        })
+        .map(|&(_, uid)| uid)
+        .collect();
+    if unseen.is_empty() {
+        return unseen;
+    }
+    match folder.store_flags(&unseen, StoreOp::Add, Flags::SEEN, &[], None) {
+        Ok(o) => o.modified.into_iter().map(|(uid, _)| uid).collect(),
+        Err(e) => {
+            tracing::warn!(event = "imap.seen_failed", error = %e, "cannot set \\Seen");
+            Vec::new()
+        }
+    }
+}
+
+/// The message's octets with CRLF line ends; `None` when it cannot be read.
+fn read(folder: &mut shared::mailstore::Folder, uid: u32) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    match folder.open_message(uid).and_then(|mut f| {
+        f.read_to_end(&mut data)
+            .map_err(|e| shared::mailstore::Error::Io {
+                path: folder.dir().to_path_buf(),
+                source: e,
+            })
+    }) {
+        Ok(_) => Some(message::crlf(data)),
+        Err(e) => {
+            tracing::warn!(event = "imap.read_failed", uid, error = %e, "cannot read a message");
+            None
+        }
+    }
+}
+
+/// `* seq FETCH (...)` for one message.
+fn one(
+    out: &mut Vec<u8>,
+    enc: Encoding,
+    seq: u32,
+    info: &MessageInfo,
+    items: &[FetchItem],
+    body: Option<&[u8]>,
+    flags_too: bool,
+) {
+    let keywords: Vec<&[u8]> = info.keywords.iter().map(|k| k.as_bytes()).collect();
+    let flags = FetchAttr::Flags {
+        system: SystemFlags(info.flags.bits()),
+        keywords: &keywords,
+    };
+    let empty: &[u8] = b"";
+    let raw = body.unwrap_or(empty);
+    let parsed = items
+        .iter()
+        .any(|i| {
+            matches!(
+                i,
+                FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure
+            )
+        })
+        .then(|| structure::Parsed::new(raw));
+    let sections: Vec<Option<Vec<u8>>> = items.iter().map(|i| section_data(i, raw)).collect();
+    let mut attrs = Vec::with_capacity(items.len() + 1);
+    for (item, data) in items.iter().zip(&sections) {
+        attrs.push(match item {
+            FetchItem::Uid => FetchAttr::Uid(info.uid),
+            FetchItem::Flags => flags.clone(),
+            FetchItem::InternalDate => FetchAttr::InternalDate {
+                unix: info.internal_date,
+                zone_minutes: 0,
+            },
+            FetchItem::Rfc822Size => FetchAttr::Rfc822Size(info.vsize),
+            FetchItem::ModSeq => FetchAttr::ModSeq(info.modseq),
+            FetchItem::Envelope => match &parsed {
+                Some(p) => FetchAttr::Envelope(p.envelope()),
+                None => continue,
+            },
+            FetchItem::Body => match &parsed {
+                Some(p) => FetchAttr::Body(p.structure()),
+                None => continue,
+            },
+            FetchItem::BodyStructure => match &parsed {
+                Some(p) => FetchAttr::BodyStructure(p.structure()),
+                None => continue,
+            },
+            other => data_attr(other, data.as_deref()),
+        });
+    }
+    if flags_too {
+        attrs.push(flags.clone());
+    }
+    Response::Data(Data::Fetch { seq, attrs: &attrs }).encode(out, enc);
+}
+
+/// The octets of a body item, already cut to its partial range.
+fn section_data(item: &FetchItem, raw: &[u8]) -> Option<Vec<u8>> {
+    let (data, partial) = match item {
+        FetchItem::Section {
+            section, partial, ..
+        } => (message::section(raw, section)?.into_owned(), *partial),
+        FetchItem::Binary { part, partial, .. } => {
+            let section = Section {
+                part: part.clone(),
+                text: None,
+            };
+            (message::section(raw, &section)?.into_owned(), *partial)
+        }
+        FetchItem::BinarySize(part) => {
+            let section = Section {
+                part: part.clone(),
+                text: None,
+            };
+            (message::section(raw, &section)?.into_owned(), None)
+        }
+        FetchItem::Rfc822 => (raw.to_vec(), None),
+        FetchItem::Rfc822Header => (raw[..message::header_end(raw)].to_vec(), None),
+        FetchItem::Rfc822Text => (raw[message::header_end(raw)..].to_vec(), None),
+        _ => return None,
+    };
+    Some(match partial {
+        Some((start, len)) => {
+            let start = (start as usize).min(data.len());
+            let end = start.saturating_add(len as usize).min(data.len());
+            data[start..end].to_vec()
+        }
+        None => data,
+    })
+}
+
+fn data_attr<'a>(item: &'a FetchItem, data: Option<&'a [u8]>) -> FetchAttr<'a> {
+    match item {
+        FetchItem::Section {
+            section, partial, ..
+        } => FetchAttr::Section {
+            section,
+            origin: partial.map(|(o, _)| o),
+            data,
+        },
+        FetchItem::Binary { part, partial, .. } => FetchAttr::Binary {
+            part,
+            origin: partial.map(|(o, _)| o),
+            data,
+        },
+        FetchItem::BinarySize(part) => FetchAttr::BinarySize {
+            part,
+            size: data.map_or(0, |d| d.len() as u64),
+        },
+        FetchItem::Rfc822 => FetchAttr::Rfc822(data),
+        FetchItem::Rfc822Header => FetchAttr::Rfc822Header(data),
+        _ => FetchAttr::Rfc822Text(data),
+    }
+}
