@@ -133,7 +133,7 @@ impl Session {
                 None => return self.no(tag, Some(Code::UseAttr), "Unsupported special-use"),
             }
         }
-        self.with_name(tag, raw, |s, n| s.store()?.create_folder(n, use_))
+        self.with_name(tag, raw, |s, n| create_with_parents(s.store()?, n, use_))
     }
 
     /// SELECT / EXAMINE (RFC 9051 §6.3.2): any selected mailbox is closed first, without
@@ -355,6 +355,22 @@ impl Session {
             extended: &[],
         });
     }
+}
+
+/// CREATE of `a/b/c` creates `a` and `a/b` too when missing (RFC 9051 §6.3.4), so that the
+/// hierarchy shows in LIST.
+fn create_with_parents(
+    store: &shared::mailstore::Store,
+    name: &str,
+    use_: Option<SpecialUse>,
+) -> Result<(), Error> {
+    for (i, _) in name.match_indices(names::DELIMITER) {
+        match store.create_folder(&name[..i], None) {
+            Ok(()) | Err(Error::FolderExists | Error::Inbox(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    store.create_folder(name, use_)
 }
 
 /// What a LIST asks beyond names (RFC 5258 §3).

@@ -191,6 +191,19 @@ impl Session {
                 return self.bye("Too many commands before login");
             }
         }
+        if !self.tls && !rule(&cmd.body).1 {
+            // RFC 9051 §6.2.3 (LOGINDISABLED), RFC 5530 §3: nothing but these in clear.
+            tracing::info!(
+                event = "imap.tls_required",
+                command = cmd.body.name(),
+                "command refused before TLS"
+            );
+            return self.no(
+                &cmd.tag,
+                Some(Code::PrivacyRequired),
+                "TLS required first: use STARTTLS",
+            );
+        }
         if let Err(text) = self.check_rule(&cmd.body) {
             return self.finish_bad(&cmd.tag, text);
         }
@@ -220,7 +233,7 @@ impl Session {
     }
 
     fn check_rule(&self, body: &CommandBody) -> Result<(), &'static str> {
-        let (allowed, before_tls) = rule(body);
+        let (allowed, _) = rule(body);
         let ok = match (&self.state, allowed) {
             (_, Allowed::Any) => true,
             (State::NotAuth, Allowed::NotAuth) => true,
@@ -234,9 +247,6 @@ impl Session {
                 Allowed::Selected => "No mailbox selected",
                 _ => "Not allowed in this state",
             });
-        }
-        if !self.tls && !before_tls {
-            return Err("TLS required first: use STARTTLS");
         }
         if self.tls && matches!(body, CommandBody::StartTls) {
             return Err("TLS already active");
