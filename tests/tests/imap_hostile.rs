@@ -25,7 +25,9 @@ struct Client {
 impl Client {
     fn connect(server: &Server) -> Client {
         let stream = TcpStream::connect(server.setup().addr("imap")).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let mut c = Client {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
@@ -79,7 +81,10 @@ fn huge_non_synchronizing_literal_closes() {
     let mut c = Client::connect(&server);
     c.send(b"a1 APPEND INBOX {1000000000+}\r\nxxxxxxxx");
     assert_eq!(c.line(), "a1 BAD [TOOBIG] Literal too large\r\n");
-    assert_eq!(c.line(), "* BYE [TOOBIG] Closing: literal data cannot be skipped\r\n");
+    assert_eq!(
+        c.line(),
+        "* BYE [TOOBIG] Closing: literal data cannot be skipped\r\n"
+    );
     assert!(c.closed());
     still_serving(&server);
 }
@@ -114,7 +119,9 @@ fn deep_parentheses_are_bad() {
 fn command_flood_before_login_is_cut_off() {
     let server = server();
     let mut c = Client::connect(&server);
-    let flood: Vec<u8> = (0..100).flat_map(|i| format!("f{i} NOOP\r\n").into_bytes()).collect();
+    let flood: Vec<u8> = (0..100)
+        .flat_map(|i| format!("f{i} NOOP\r\n").into_bytes())
+        .collect();
     c.send(&flood);
     for i in 0..20 {
         assert_eq!(c.line(), format!("f{i} OK done\r\n"));
@@ -161,7 +168,10 @@ fn slow_client_byte_by_byte() {
         c.send(&[*b]);
         std::thread::sleep(Duration::from_millis(30));
     }
-    assert!(c.line().starts_with("* CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED"));
+    assert!(
+        c.line()
+            .starts_with("* CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED")
+    );
     assert_eq!(c.line(), "s1 OK done\r\n");
     still_serving(&server);
 }

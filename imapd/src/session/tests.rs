@@ -1,1 +1,320 @@
-//! Unit tests of the session: commands fed one by one against a temporary mailstore.
+//! Unit tests of the session: commands fed one by one (parsed from bytes) against a
+//! temporary mailstore, authd's answers supplied by the test.
+
+use std::sync::Arc;
+
+use shared::proto::auth::{TempReason, VerifyOutcome};
+
+use super::{Config, Credentials, Session, Step};
+use crate::parser::{ParseLimits, parse_command};
+
+const USER: &str = "alice@example.test";
+
+fn config(dir: &tempfile::TempDir) -> Arc<Config> {
+    Arc::new(Config {
+        mail_root: dir.path().to_path_buf(),
+        max_errors: 3,
+        max_commands_before_auth: 10,
+        append_limit: 1000,
+        max_depth: 32,
+    })
+}
+
+/// Feeds one command line; returns the step and what the session wrote.
+fn run(s: &mut Session, line: &str) -> (Step, String) {
+    let cmd = parse_command(format!("{line}\r\n").as_bytes(), &ParseLimits::default()).unwrap();
+    let step = s.handle(cmd);
+    (step, String::from_utf8(s.take_output()).unwrap())
+}
+
+fn logged_in(dir: &tempfile::TempDir) -> Session {
+    let mut s = Session::new(config(dir), true);
+    let (step, _) = run(&mut s, "a LOGIN alice@example.test secret");
+    assert!(matches!(step, Step::Verify(Credentials { ref user, .. }) if user == USER));
+    s.auth_result(VerifyOutcome::Ok { user: USER.into() });
+    let out = String::from_utf8(s.take_output()).unwrap();
+    assert!(
+        out.starts_with("a OK [CAPABILITY IMAP4rev1 IMAP4rev2 ID"),
+        "{out}"
+    );
+    s
+}
+
+#[test]
+fn before_tls_only_starttls_capability_noop_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(config(&dir), false);
+    s.greeting();
+    let greeting = String::from_utf8(s.take_output()).unwrap();
+    assert!(greeting.contains("STARTTLS LOGINDISABLED") && !greeting.contains("AUTH=PLAIN"));
+    let (_, out) = run(&mut s, "a LOGIN u p");
+    assert_eq!(
+        out,
+        "a NO [PRIVACYREQUIRED] TLS required first: use STARTTLS\r\n"
+    );
+    let (_, out) = run(&mut s, "b AUTHENTICATE PLAIN");
+    assert_eq!(
+        out,
+        "b NO [PRIVACYREQUIRED] TLS required first: use STARTTLS\r\n"
+    );
+    let (step, out) = run(&mut s, "c STARTTLS");
+    assert_eq!(
+        (step, out.as_str()),
+        (Step::StartTls, "c OK Begin TLS negotiation now\r\n")
+    );
+    s.tls_started();
+    let (_, out) = run(&mut s, "d CAPABILITY");
+    assert!(
+        out.contains("AUTH=PLAIN SASL-IR") && !out.contains("STARTTLS"),
+        "{out}"
+    );
+    let (_, out) = run(&mut s, "e STARTTLS");
+    assert_eq!(out, "e BAD TLS already active\r\n");
+}
+
+#[test]
+fn authenticate_plain_with_and_without_initial_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(config(&dir), true);
+    // "\0alice@example.test\0pw"
+    let (step, _) = run(
+        &mut s,
+        "a AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdw==",
+    );
+    assert_eq!(
+        step,
+        Step::Verify(Credentials {
+            user: USER.into(),
+            password: "pw".into()
+        })
+    );
+    s.auth_result(VerifyOutcome::Fail { delay_ms: 0 });
+    assert_eq!(
+        s.take_output(),
+        b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
+    );
+    let (step, _) = run(&mut s, "b AUTHENTICATE PLAIN");
+    assert_eq!(step, Step::AuthContinue);
+    s.auth_line(b"*");
+    assert_eq!(s.take_output(), b"b BAD Authentication cancelled\r\n");
+    let (step, _) = run(&mut s, "c AUTHENTICATE PLAIN");
+    assert_eq!(step, Step::AuthContinue);
+    assert!(matches!(
+        s.auth_line(b"AGFsaWNlQGV4YW1wbGUudGVzdABwdw=="),
+        Step::Verify(_)
+    ));
+    s.auth_result(VerifyOutcome::TempFail {
+        reason: TempReason::Internal,
+    });
+    assert_eq!(
+        s.take_output(),
+        b"c NO [UNAVAILABLE] Authentication temporarily unavailable\r\n"
+    );
+    let (_, out) = run(&mut s, "d AUTHENTICATE CRAM-MD5");
+    assert_eq!(out, "d NO [CANNOT] Unsupported mechanism\r\n");
+}
+
+#[test]
+fn the_state_table_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(config(&dir), true);
+    let (_, out) = run(&mut s, "a SELECT INBOX");
+    assert_eq!(out, "a BAD Not allowed in this state\r\n");
+    let mut s = logged_in(&dir);
+    let (_, out) = run(&mut s, "b FETCH 1 FLAGS");
+    assert_eq!(out, "b BAD No mailbox selected\r\n");
+    let (_, out) = run(&mut s, "c LOGIN x y");
+    assert_eq!(out, "c BAD Already authenticated\r\n");
+    let (step, out) = run(&mut s, "d LOGOUT");
+    assert_eq!(step, Step::Close);
+    assert_eq!(out, "* BYE Logging out\r\nd OK LOGOUT completed\r\n");
+}
+
+#[test]
+fn errors_and_commands_before_login_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(config(&dir), true);
+    for _ in 0..2 {
+        assert_eq!(run(&mut s, "a SORT (DATE) UTF-8 ALL").0, Step::Next);
+    }
+    let (step, out) = run(&mut s, "a SORT (DATE) UTF-8 ALL");
+    assert_eq!(step, Step::Close);
+    assert!(out.ends_with("* BYE Too many errors\r\n"), "{out}");
+    let mut s = Session::new(config(&dir), true);
+    for _ in 0..10 {
+        assert_eq!(run(&mut s, "n NOOP").0, Step::Next);
+    }
+    assert_eq!(
+        run(&mut s, "n NOOP"),
+        (
+            Step::Close,
+            "* BYE Too many commands before login\r\n".into()
+        )
+    );
+}
+
+#[test]
+fn select_append_fetch_store_expunge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let (_, out) = run(&mut s, "a APPEND INBOX (\\Seen) {12+}\r\nSubject: x\r\n");
+    assert!(out.starts_with("a OK [APPENDUID "), "{out}");
+    let (_, out) = run(&mut s, "b SELECT INBOX (CONDSTORE)");
+    assert!(
+        out.contains("* 1 EXISTS\r\n") && out.contains("[HIGHESTMODSEQ "),
+        "{out}"
+    );
+    assert!(out.ends_with("b OK [READ-WRITE] Selected\r\n"), "{out}");
+    let (_, out) = run(
+        &mut s,
+        "c FETCH 1 (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
+    );
+    assert!(
+        out.starts_with(
+            "* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE 12 BODY[HEADER] {12}\r\nSubject: x\r\n)"
+        ),
+        "{out}"
+    );
+    let (_, out) = run(&mut s, "d FETCH 2 FLAGS");
+    assert_eq!(out, "d BAD Invalid message sequence number\r\n");
+    let (_, out) = run(&mut s, "e UID FETCH 5:7 FLAGS");
+    assert_eq!(out, "e OK done\r\n");
+    let (_, out) = run(&mut s, "f STORE 1 +FLAGS.SILENT (\\Deleted)");
+    assert!(
+        out.starts_with("* 1 FETCH (MODSEQ ("),
+        "CONDSTORE reports the modseq: {out}"
+    );
+    let (_, out) = run(&mut s, "g EXPUNGE");
+    assert_eq!(out, "* 1 EXPUNGE\r\ng OK done\r\n");
+    let (_, out) = run(&mut s, "h EXAMINE INBOX");
+    assert!(
+        out.starts_with("* OK [CLOSED]") && out.contains("* 0 EXISTS"),
+        "{out}"
+    );
+    let (_, out) = run(&mut s, "i STORE 1:* +FLAGS (\\Seen)");
+    assert_eq!(out, "i NO [READ-ONLY] Mailbox is read-only\r\n");
+    let (_, out) = run(&mut s, "j FETCH 1:* FLAGS");
+    assert_eq!(out, "j BAD Invalid message sequence number\r\n");
+}
+
+#[test]
+fn expunges_of_another_session_wait_for_an_allowed_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = logged_in(&dir);
+    let mut b = logged_in(&dir);
+    for _ in 0..3 {
+        run(&mut a, "x APPEND INBOX {12+}\r\nSubject: x\r\n");
+    }
+    run(&mut a, "s SELECT INBOX");
+    run(&mut b, "s SELECT INBOX");
+    let (_, out) = run(&mut b, "e UID EXPUNGE 2");
+    assert_eq!(out, "e OK done\r\n", "nothing was \\Deleted");
+    run(&mut b, "d STORE 2 +FLAGS (\\Deleted)");
+    run(&mut b, "e EXPUNGE");
+    // FETCH by sequence number must not announce the expunge (RFC 3501 §7.4.1)...
+    let (_, out) = run(&mut a, "f FETCH 3 (UID)");
+    assert_eq!(out, "* 3 FETCH (UID 3)\r\nf OK done\r\n");
+    // ...NOOP does, and the numbers move down.
+    let (_, out) = run(&mut a, "n NOOP");
+    assert_eq!(out, "* 2 EXPUNGE\r\nn OK done\r\n");
+    let (_, out) = run(&mut a, "f FETCH 2 (UID)");
+    assert_eq!(out, "* 2 FETCH (UID 3)\r\nf OK done\r\n");
+    // A delivery by another handle shows as EXISTS.
+    run(&mut b, "x APPEND INBOX {12+}\r\nSubject: y\r\n");
+    a.idle_poll();
+    assert_eq!(a.take_output(), b"* 3 EXISTS\r\n");
+}
+
+#[test]
+fn list_status_create_rename_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let (_, out) = run(&mut s, "a CREATE \"A/B\"");
+    assert_eq!(out, "a OK done\r\n");
+    let (_, out) = run(&mut s, "b LIST \"\" %");
+    assert!(out.contains("* LIST (\\HasChildren) \"/\" A\r\n"), "{out}");
+    assert!(
+        out.contains("* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("A/B"), "{out}");
+    let (_, out) = run(
+        &mut s,
+        "c LIST (SPECIAL-USE) \"\" * RETURN (STATUS (MESSAGES))",
+    );
+    assert!(
+        out.contains("\\Trash) \"/\" Trash\r\n* STATUS Trash (MESSAGES 0)\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("INBOX"), "{out}");
+    let (_, out) = run(&mut s, "d RENAME A Z");
+    assert_eq!(out, "d OK done\r\n");
+    let (_, out) = run(&mut s, "e STATUS Z/B (MESSAGES UIDNEXT SIZE)");
+    assert_eq!(
+        out,
+        "* STATUS Z/B (MESSAGES 0 UIDNEXT 1 SIZE 0)\r\ne OK done\r\n"
+    );
+    let (_, out) = run(&mut s, "f DELETE nope");
+    assert!(out.starts_with("f NO [NONEXISTENT]"), "{out}");
+    let (_, out) = run(&mut s, "g CREATE Sent");
+    assert!(out.starts_with("g NO [ALREADYEXISTS]"), "{out}");
+    let (_, out) = run(&mut s, "h LIST \"\" \"\"");
+    assert_eq!(out, "* LIST (\\Noselect) \"/\" \"\"\r\nh OK done\r\n");
+    let (_, out) = run(&mut s, "i ENABLE CONDSTORE UTF8=ACCEPT X-UNKNOWN");
+    assert_eq!(out, "* ENABLED CONDSTORE UTF8=ACCEPT\r\ni OK done\r\n");
+}
+
+#[test]
+fn search_keys_and_esearch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let m1 = "From: Bob <bob@x.test>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\nthe ZEBRA\r\n";
+    let m2 = "From: carol@y.test\r\nSubject: other\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\naGlkZGVuIGxpb24=\r\n";
+    for m in [m1, m2] {
+        run(&mut s, &format!("x APPEND INBOX {{{}+}}\r\n{m}", m.len()));
+    }
+    run(&mut s, "s SELECT INBOX");
+    let search = |s: &mut Session, q: &str| run(s, &format!("t {q}")).1;
+    assert_eq!(
+        search(&mut s, "SEARCH BODY zebra"),
+        "* SEARCH 1\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        search(&mut s, "SEARCH BODY lion"),
+        "* SEARCH 2\r\nt OK done\r\n",
+    );
+    assert_eq!(
+        search(&mut s, "SEARCH CHARSET UTF-8 SUBJECT \"grüße\""),
+        "* SEARCH 1\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        search(&mut s, "SEARCH NOT FROM bob"),
+        "* SEARCH 2\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        search(&mut s, "SEARCH OR 1 LARGER 100"),
+        "* SEARCH 1 2\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        search(&mut s, "SEARCH HEADER Content-Transfer-Encoding \"\""),
+        "* SEARCH 2\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        search(&mut s, "UID SEARCH RETURN (MIN COUNT) ALL"),
+        "* ESEARCH (TAG \"t\") UID MIN 1 COUNT 2\r\nt OK done\r\n"
+    );
+    assert!(search(&mut s, "SEARCH CHARSET KOI8-R ALL").starts_with("t NO [BADCHARSET"));
+}
+
+#[test]
+fn wildcards() {
+    use super::mailbox::matches;
+    assert!(matches("*", "A/B/C"));
+    assert!(matches("A/%", "A/B"));
+    assert!(!matches("A/%", "A/B/C"));
+    assert!(matches("inbox", "INBOX"));
+    assert!(matches("%", "INBOX"));
+    assert!(!matches("%", "A/B"));
+    let hostile = "*a".repeat(200);
+    assert!(!matches(&hostile, &"a".repeat(100)));
+}
