@@ -234,13 +234,13 @@ impl Session {
 
     fn check_rule(&self, body: &CommandBody) -> Result<(), &'static str> {
         let (allowed, _) = rule(body);
-        let ok = match (&self.state, allowed) {
-            (_, Allowed::Any) => true,
-            (State::NotAuth, Allowed::NotAuth) => true,
-            (State::Auth, Allowed::Auth | Allowed::AuthOrSelected) => true,
-            (State::Selected(_), Allowed::Selected | Allowed::AuthOrSelected) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (&self.state, allowed),
+            (_, Allowed::Any)
+                | (State::NotAuth, Allowed::NotAuth)
+                | (State::Auth, Allowed::Auth | Allowed::AuthOrSelected)
+                | (State::Selected(_), Allowed::Selected | Allowed::AuthOrSelected)
+        );
         if !ok {
             return Err(match allowed {
                 Allowed::NotAuth => "Already authenticated",
