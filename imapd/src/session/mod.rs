@@ -239,7 +239,10 @@ impl Session {
             (_, Allowed::Any)
                 | (State::NotAuth, Allowed::NotAuth)
                 | (State::Auth, Allowed::Auth | Allowed::AuthOrSelected)
-                | (State::Selected(_), Allowed::Selected | Allowed::AuthOrSelected)
+                | (
+                    State::Selected(_),
+                    Allowed::Selected | Allowed::AuthOrSelected
+                )
         );
         if !ok {
             return Err(match allowed {
