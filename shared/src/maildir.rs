@@ -1,7 +1,8 @@
 //! Maildir++ delivery (ARCHITECTURE §4, §6 step 4): the start of the mailstore the IMAP and
 //! POP3 issues extend. A message is written to `tmp/` under a unique name, fsynced, linked into
 //! `new/`, and `new/` is fsynced: only then is it delivered (the promise behind LMTP's 250).
-//! Then it gets its IMAP UID in the folder's index (`mailstore::deliver`). No sockets here.
+//! The link is made under the folder's index lock, which gives the message its IMAP UID and a
+//! name carrying it (`mailstore::deliver`). No sockets here.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::mailstore::deliver::index_delivery;
+use crate::mailstore::deliver::link_delivery;
 
 /// One Maildir (the INBOX of a user: ARCHITECTURE §4 puts it at `mail/DOMAIN/USER/`).
 #[derive(Debug, Clone)]
@@ -68,8 +69,8 @@ impl Maildir {
         &self.root
     }
 
-    /// Delivers a message (LF line ends) into `new/`; returns once it is durable, with the
-    /// UID the index gave it. On error nothing is left in `new/` (and the temporary file is
+    /// Delivers a message (LF line ends) into `new/` as `<unique>,S=..,W=..,U=<uid>`; returns
+    /// once it is durable, with the UID the index gave it. On error nothing is left in `new/` (and the temporary file is
     /// removed).
     pub fn deliver(&self, parts: &[&[u8]], hostname: &str) -> std::io::Result<Delivered> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
@@ -79,33 +80,19 @@ impl Maildir {
             .sum();
         let name = unique_name(hostname, size, size + lines);
         let tmp = self.root.join("tmp").join(&name);
+        let vsize = (size + lines) as u64;
         let result = write_synced(&tmp, parts).and_then(|()| {
-            let new = self.root.join("new").join(&name);
             // link(2) fails rather than overwrite: the name is unique, but never clobber.
-            std::fs::hard_link(&tmp, &new)?;
+            let (linked, uid) = link_delivery(&self.root, &tmp, &name, size as u64, vsize)?;
+            let new = self.root.join("new").join(linked);
             if let Err(e) = sync_dir(&self.root.join("new")) {
                 let _ = std::fs::remove_file(&new);
                 return Err(e);
             }
-            Ok(new)
+            Ok(Delivered { path: new, uid })
         });
         let _ = std::fs::remove_file(&tmp);
-        let path = result?;
-        let uid = self.assign_uid(&name, size, size + lines);
-        Ok(Delivered { path, uid })
-    }
-
-    /// The IMAP UID of a message now durable in `new/`, appended to the index under its lock
-    /// (not fsynced: see `mailstore::deliver`). A failure here does not undo the delivery:
-    /// the message is safe, and the next sync of the folder indexes it.
-    fn assign_uid(&self, name: &str, size: usize, vsize: usize) -> Option<u32> {
-        match index_delivery(&self.root, name, size as u64, vsize as u64) {
-            Ok(uid) => Some(uid),
-            Err(e) => {
-                tracing::warn!(event = "delivery.index_failed", maildir = %self.root.display(), error = %e, "message delivered, but not indexed; the next folder sync will index it");
-                None
-            }
-        }
+        result
     }
 }
 
@@ -161,7 +148,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(std::fs::read(&a).unwrap(), b"Subject: a\n\nbody\n");
         let name = a.file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.contains(".mx.example,S=17,W=20"), "{name}");
+        assert!(name.ends_with(".mx.example,S=17,W=20,U=1"), "{name}");
         assert!(
             name.contains(&format!("P{}Q", std::process::id())),
             "{name}"

@@ -14,11 +14,11 @@ use shared::passwd::{Scheme, hash_password};
 use shared::users::{EditError, edit_file, parse_aliases, parse_users};
 
 /// Mode of a users file we create: authd's group may read it, nobody else (ARCHITECTURE §4).
-const USERS_MODE: u32 = 0o640;
-const ALIASES_MODE: u32 = 0o644;
+pub(crate) const USERS_MODE: u32 = 0o640;
+pub(crate) const ALIASES_MODE: u32 = 0o644;
 
 /// The address part of a users or aliases line, lower-cased; `None` for comments and blanks.
-fn line_key(line: &str) -> Option<String> {
+pub(crate) fn line_key(line: &str) -> Option<String> {
     let t = line.trim();
     if t.is_empty() || t.starts_with('#') {
         return None;
@@ -47,7 +47,7 @@ fn check_address(config: &Config, address: &str) -> anyhow::Result<String> {
 
 /// Owner for a users file created as root: root and authd's group (the service users are
 /// created first when `create_missing` is set).
-fn users_owner(config: &Config) -> Option<(u32, u32)> {
+pub(crate) fn users_owner(config: &Config) -> Option<(u32, u32)> {
     if !Uid::effective().is_root() {
         return None;
     }
@@ -61,7 +61,7 @@ fn users_owner(config: &Config) -> Option<(u32, u32)> {
 }
 
 /// Checks the new users text parses cleanly before it replaces the file.
-fn validated_users(path: &Path, lines: Vec<String>) -> Result<Vec<String>, EditError> {
+pub(crate) fn validated_users(path: &Path, lines: Vec<String>) -> Result<Vec<String>, EditError> {
     let parsed = parse_users(path, &(lines.join("\n") + "\n"));
     if let Some(e) = parsed.errors.first() {
         return Err(EditError::Invalid(format!(
@@ -71,7 +71,7 @@ fn validated_users(path: &Path, lines: Vec<String>) -> Result<Vec<String>, EditE
     Ok(lines)
 }
 
-fn validated_aliases(path: &Path, lines: Vec<String>) -> Result<Vec<String>, EditError> {
+pub(crate) fn validated_aliases(path: &Path, lines: Vec<String>) -> Result<Vec<String>, EditError> {
     let parsed = parse_aliases(path, &(lines.join("\n") + "\n"));
     if let Some(e) = parsed.errors.first() {
         return Err(EditError::Invalid(format!(
@@ -303,7 +303,7 @@ pub fn alias_add(config: &Config, alias: &str, targets: &[String]) -> anyhow::Re
     Ok(())
 }
 
-fn split_targets(text: &str) -> Vec<String> {
+pub(crate) fn split_targets(text: &str) -> Vec<String> {
     text.split([',', ' ', '\t'])
         .map(str::trim)
         .filter(|t| !t.is_empty())

@@ -4,15 +4,18 @@
 mod admin;
 mod authd;
 mod check;
+mod generate;
+mod import;
 mod listeners;
 mod prepare;
 mod spawn;
 mod supervise;
+mod toml_man;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use shared::config::{self, Role};
 use shared::daemon::DaemonSpec;
 use shared::passwd::Scheme;
@@ -23,7 +26,7 @@ use shared::passwd::Scheme;
     version,
     about = "Postern mail server: supervisor and administration"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH)]
     config: PathBuf,
@@ -46,6 +49,36 @@ enum Command {
     /// Manage aliases (the aliases file).
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Import users and aliases from another mail server's configuration.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Write the manual pages or shell completions into DIR (used to build the package).
+    #[command(hide = true)]
+    Generate { what: Generated, dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import docker-mailserver's accounts (postfix-accounts.cf) and aliases
+    /// (postfix-virtual.cf) from its config/ directory into the users and aliases files, keeping
+    /// the password hashes; report every line not taken, and the [relay] settings that match
+    /// postfix-relaymap.cf. Exit status 0: everything taken; 2: written, but some lines were
+    /// not taken; 1: error, nothing written.
+    Dms {
+        /// docker-mailserver's config/ directory (docker-data/dms/config).
+        dir: PathBuf,
+        /// Report what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Generated {
+    /// postern(8), a page per subcommand, postern.toml(5).
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +149,40 @@ fn main() -> ExitCode {
             AliasCommand::Del { alias, targets } => admin::alias_del(c, &alias, &targets),
             AliasCommand::List => admin::alias_list(c),
         }),
+        Command::Import(ImportCommand::Dms { dir, dry_run }) => {
+            import_dms(&cli.config, &dir, dry_run)
+        }
+        Command::Generate { what, dir } => {
+            let done = match what {
+                Generated::Man => generate::man_pages(Cli::command(), &dir),
+                Generated::Completions => generate::completions(Cli::command(), &dir),
+            };
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `postern import dms`: exit 2 when some lines were not taken (each was reported).
+fn import_dms(config: &std::path::Path, dir: &std::path::Path, dry_run: bool) -> ExitCode {
+    let write = if dry_run {
+        import::Write::DryRun
+    } else {
+        import::Write::Yes
+    };
+    let mut outcome = None;
+    let code = admin_verb(config, |c| {
+        outcome = Some(import::dms(c, dir, write)?);
+        Ok(())
+    });
+    match outcome {
+        Some(import::Outcome::Partial) => ExitCode::from(2),
+        _ => code,
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Setup {
     pub config: PathBuf,
     pub ports: Vec<(&'static str, u16)>,
     extra: String,
+    /// The `postern` binary to run; the workspace's own when `None`.
+    program: Option<PathBuf>,
 }
 
 impl Setup {
@@ -97,9 +99,22 @@ impl Setup {
             dir,
             ports,
             extra: extra.to_string(),
+            program: None,
         };
         setup.write_config();
         setup
+    }
+
+    /// Runs `program` (e.g. the installed `/usr/sbin/postern`) for `serve` and the admin
+    /// verbs instead of the workspace's binary.
+    pub fn with_program(mut self, program: &Path) -> Setup {
+        self.program = Some(program.to_path_buf());
+        self
+    }
+
+    /// The `postern` binary this setup runs.
+    pub fn program(&self) -> PathBuf {
+        self.program.clone().unwrap_or_else(|| bin("postern"))
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -159,7 +174,7 @@ impl Setup {
 
     /// Runs `postern ARGS --config CONFIG`, feeding `stdin`; returns (status, stdout, stderr).
     pub fn postern(&self, args: &[&str], stdin: &str) -> (ExitStatus, String, String) {
-        let mut child = Command::new(bin("postern"))
+        let mut child = Command::new(self.program())
             .args(args)
             .arg("--config")
             .arg(&self.config)
@@ -273,7 +288,7 @@ impl Server {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin("postern"))
+        let child = Command::new(setup.program())
             .arg("serve")
             .arg("--config")
             .arg(&setup.config)

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::folder::{LogFile, Opened};
 use super::index::{self, Added, Record};
 use super::lock::IndexLock;
+use super::uids::{self, FloorCache};
 use super::{Flags, Folder, IoContext, Result, base_of};
 
 /// Folders whose read position this process keeps; beyond that it forgets them all (a
@@ -26,6 +27,9 @@ const MAX_FOREIGN: usize = 256;
 struct Tail {
     lock: IndexLock,
     log: LogFile,
+    uidvalidity: u32,
+    /// The UIDNEXT floor last seen recorded (`uids.rs`).
+    floor: FloorCache,
     uidnext: u32,
     last_uid: u32,
     modseq: u64,
@@ -38,6 +42,81 @@ struct Tail {
 
 static TAILS: Mutex<Option<HashMap<PathBuf, Tail>>> = Mutex::new(None);
 
+/// Delivers the message written and fsynced at `tmp` (base name `base`) into `new/` of the
+/// Maildir `dir`: under the index lock, gives it the next UID, links it as
+/// `new/<base>,U=<uid>` (`uids.rs`: the name keeps the UID should the index be lost) and
+/// appends its add record. Returns the name in `new/` and the UID. The caller fsyncs `new/`
+/// afterwards, outside the lock; a crash before that may leave an add record whose file is
+/// gone, which the next sync expunges (the message was never acknowledged).
+///
+/// When the index cannot be used, the file is linked as `new/<base>` without a UID (the next
+/// sync indexes it; logged); `Err` only when the link itself fails.
+pub fn link_delivery(
+    dir: &Path,
+    tmp: &Path,
+    base: &str,
+    size: u64,
+    vsize: u64,
+) -> std::io::Result<(String, Option<u32>)> {
+    let cached = TAILS
+        .lock()
+        .ok()
+        .and_then(|mut t| t.as_mut().and_then(|m| m.remove(dir)));
+    let tail = match cached {
+        Some(t) => Ok(t),
+        None => fresh_tail(dir, "").and_then(|f| match f {
+            Fresh::Tail(t) => Ok(t),
+            Fresh::Indexed(_) => Err(super::Error::NoSuchMessage(0)),
+        }),
+    };
+    let mut tail = match tail {
+        Ok(t) => t,
+        Err(e) => return unindexed(dir, tmp, base, &e),
+    };
+    match tail.link_add(dir, tmp, base, size, vsize) {
+        Ok(Linked::Indexed(name, uid)) => {
+            keep_tail(dir, tail);
+            Ok((name, Some(uid)))
+        }
+        Ok(Linked::Unrecorded(name, e)) => {
+            tracing::warn!(event = "delivery.index_failed", maildir = %dir.display(), error = %e, "message linked with its UID, but not recorded; the next folder sync will index it");
+            Ok((name, None))
+        }
+        Ok(Linked::LinkFailed(e)) => Err(e),
+        Err(e) => unindexed(dir, tmp, base, &e),
+    }
+}
+
+/// The fallback of [`link_delivery`] when the index is unusable: a plain link.
+fn unindexed(
+    dir: &Path,
+    tmp: &Path,
+    base: &str,
+    error: &super::Error,
+) -> std::io::Result<(String, Option<u32>)> {
+    tracing::warn!(event = "delivery.index_failed", maildir = %dir.display(), error = %error, "index unusable; message delivered without a UID, the next folder sync will index it");
+    std::fs::hard_link(tmp, dir.join("new").join(base))?;
+    Ok((base.to_string(), None))
+}
+
+fn keep_tail(dir: &Path, tail: Tail) {
+    if let Ok(mut tails) = TAILS.lock() {
+        let map = tails.get_or_insert_with(HashMap::new);
+        if map.len() >= MAX_CACHED {
+            map.clear();
+        }
+        map.insert(dir.to_path_buf(), tail);
+    }
+}
+
+/// What [`Tail::link_add`] did.
+enum Linked {
+    Indexed(String, u32),
+    /// Linked, but the add record could not be written (the tail is dropped).
+    Unrecorded(String, super::Error),
+    LinkFailed(std::io::Error),
+}
+
 /// Gives the message just linked as `new/<name>` in the Maildir `dir` its UID; returns it.
 /// When the folder has no readable index yet, builds it (which indexes this file too).
 pub fn index_delivery(dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u32> {
@@ -47,37 +126,37 @@ pub fn index_delivery(dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u
         .and_then(|mut t| t.as_mut().and_then(|m| m.remove(dir)));
     let mut tail = match cached {
         Some(t) => t,
-        // Read after the link: a scan may already have indexed the file.
-        None => match Tail::open(dir, name)? {
-            (Some(t), None) => t,
-            (_, Some(uid)) => return Ok(uid),
-            (None, None) => return index_by_rebuild(dir, name),
+        None => match fresh_tail(dir, name)? {
+            Fresh::Tail(t) => t,
+            Fresh::Indexed(uid) => return Ok(uid),
         },
     };
     let uid = tail.add(dir, name, size, vsize)?;
-    if let Ok(mut tails) = TAILS.lock() {
-        let map = tails.get_or_insert_with(HashMap::new);
-        if map.len() >= MAX_CACHED {
-            map.clear();
-        }
-        map.insert(dir.to_path_buf(), tail);
-    }
+    keep_tail(dir, tail);
     Ok(uid)
 }
 
-/// The folder had no index: opening it builds one from the Maildir, this message included.
-fn index_by_rebuild(dir: &Path, name: &str) -> Result<u32> {
-    let folder = Folder::open("", dir)?;
-    folder
-        .messages()
-        .iter()
-        .rev()
-        .find(|m| m.base() == base_of(name))
-        .map(|m| m.uid)
-        .ok_or_else(|| super::Error::Io {
-            path: dir.join("new").join(name),
-            source: std::io::Error::other("delivered file missing from the rebuilt index"),
-        })
+/// A tail read from the whole log, or the UID of the file if the log has it already.
+enum Fresh {
+    Tail(Tail),
+    Indexed(u32),
+}
+
+/// Reads the whole log (after the link: a scan may have indexed the file already). A folder
+/// without a readable index is opened, which builds one, possibly with this very file; a
+/// concurrent first delivery may have built it without, hence the second look.
+fn fresh_tail(dir: &Path, name: &str) -> Result<Fresh> {
+    for _ in 0..2 {
+        match Tail::open(dir, name)? {
+            (_, Some(uid)) => return Ok(Fresh::Indexed(uid)),
+            (Some(t), None) => return Ok(Fresh::Tail(t)),
+            (None, None) => drop(Folder::open("", dir)?),
+        }
+    }
+    Err(super::Error::Io {
+        path: dir.join(super::LOG_FILE),
+        source: std::io::Error::other("the index stays unreadable after a rebuild"),
+    })
 }
 
 impl Tail {
@@ -92,6 +171,8 @@ impl Tail {
                 let tail = Tail {
                     lock,
                     log,
+                    uidvalidity: state.uidvalidity,
+                    floor: (0, 0),
                     uidnext: state.uidnext,
                     last_uid: state.last_uid,
                     modseq: state.highest_modseq,
@@ -108,31 +189,57 @@ impl Tail {
     fn add(&mut self, dir: &Path, name: &str, size: u64, vsize: u64) -> Result<u32> {
         let guard = self.lock.lock()?;
         if self.log.replaced()? {
-            // Replaced (compacted or rebuilt) while held: read the new log whole, under the
-            // same lock (the same open file description, so this does not deadlock).
-            let (tail, found) = Tail::open(dir, name)?;
-            match (tail, found) {
-                (_, Some(uid)) => return Ok(uid),
-                (Some(t), None) => {
-                    let old = std::mem::replace(self, t);
-                    drop(guard);
-                    let _guard = self.lock.lock()?;
-                    drop(old);
-                    if let Some(uid) = self.catch_up(name)? {
-                        return Ok(uid);
-                    }
-                    return self.append(name, size, vsize);
-                }
-                (None, None) => {
-                    drop(guard);
-                    return index_by_rebuild(dir, name);
-                }
+            // Replaced (compacted or rebuilt): start again from the new log.
+            drop(guard);
+            *self = match fresh_tail(dir, name)? {
+                Fresh::Tail(t) => t,
+                Fresh::Indexed(uid) => return Ok(uid),
+            };
+            let _guard = self.lock.lock()?;
+            if let Some(uid) = self.catch_up(name)? {
+                return Ok(uid);
             }
+            return self.append(name, size, vsize);
         }
         if let Some(uid) = self.catch_up(name)? {
             return Ok(uid);
         }
         self.append(name, size, vsize)
+    }
+
+    /// Under the lock: catches up with the log, reserves the next UID, links `tmp` into
+    /// `new/` under a name carrying it, and appends the add record.
+    fn link_add(
+        &mut self,
+        dir: &Path,
+        tmp: &Path,
+        base: &str,
+        size: u64,
+        vsize: u64,
+    ) -> Result<Linked> {
+        let mut guard = self.lock.lock()?;
+        if self.log.replaced()? {
+            // Replaced (compacted or rebuilt): start again from the new log.
+            drop(guard);
+            *self = match fresh_tail(dir, "")? {
+                Fresh::Tail(t) => t,
+                Fresh::Indexed(_) => return Err(super::Error::NoSuchMessage(0)),
+            };
+            guard = self.lock.lock()?;
+        }
+        self.catch_up("")?;
+        let uid = self.uidnext;
+        uids::reserve(dir, self.uidvalidity, &mut self.floor, uid.saturating_add(1))?;
+        let name = uids::with_uid(base, uid);
+        if let Err(e) = std::fs::hard_link(tmp, dir.join("new").join(&name)) {
+            return Ok(Linked::LinkFailed(e));
+        }
+        let appended = self.append(&name, size, vsize);
+        drop(guard);
+        Ok(match appended {
+            Ok(uid) => Linked::Indexed(name, uid),
+            Err(e) => Linked::Unrecorded(name, e),
+        })
     }
 
     /// Applies what others appended; the UID of `name` if one of them indexed it. Cuts a

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::index::{self, Record, VERSION};
 use super::lock::IndexLock;
-use super::{Error, Flags, IoContext, LOG_FILE, MessageInfo, Result, scan};
+use super::{Error, Flags, IoContext, LOG_FILE, MessageInfo, Result, scan, uids};
 
 /// What changed in a folder since the previous [`Folder::refresh`] (or since it was opened),
 /// by other handles: other sessions, other processes, the MDA. The handle's own writes are
@@ -257,6 +257,8 @@ pub struct Folder {
     pub(crate) pending: Changes,
     /// Records read or written since the last `fdatasync` of the log.
     pub(crate) dirty: bool,
+    /// The UIDNEXT floor last seen recorded (`uids.rs`).
+    pub(crate) floor: uids::FloorCache,
 }
 
 impl Folder {
@@ -276,6 +278,7 @@ impl Folder {
             state,
             pending: Changes::default(),
             dirty: true,
+            floor: (0, 0),
         };
         folder.make_durable()?;
         Ok(folder)

@@ -15,6 +15,7 @@ mod lock;
 pub mod names;
 mod scan;
 mod store;
+mod uids;
 mod write;
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! `dovecot-uidlist` when there is one), and the removal of stale files in `tmp/`. Runs under
 //! the index lock; the only place that lists `new/` and `cur/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::folder::{Changes, Folder, State, flags_of};
 use super::index::{Added, Record, VERSION};
 use super::write::replace_log;
-use super::{IoContext, Result, base_of, dovecot};
+use super::{IoContext, Result, base_of, dovecot, uids};
+use crate::maildir::sync_dir;
 
 /// Maildir convention: a file in `tmp/` this old was left by a writer that died.
 const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
@@ -21,8 +22,6 @@ const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
 const MTIME_SETTLE_NS: i64 = 2_000_000_000;
 /// Listings redone when the directories changed while being listed.
 const LIST_ATTEMPTS: usize = 3;
-/// Remembers the last UIDVALIDITY given to the folder, so a rebuild never reuses it.
-const UIDVALIDITY_FILE: &str = "postern-uidvalidity";
 
 /// The next UID and modseq while records are built.
 pub(crate) struct Counters {
@@ -94,8 +93,13 @@ impl Folder {
                 }
             });
         }
-        let keywords = dovecot::read_keywords(&self.dir);
-        records.extend(add_records(&self.dir, files, &mut ids, None, &keywords)?);
+        if !files.is_empty() {
+            let keywords = dovecot::read_keywords(&self.dir);
+            let adopt = self.adoptable(&files);
+            let adds = add_records(&self.dir, files, &mut ids, Some((&adopt, 0)), &keywords)?;
+            uids::reserve(&self.dir, self.state.uidvalidity, &mut self.floor, ids.uid)?;
+            records.extend(rename_to_uids(&self.dir, adds)?);
+        }
         clean_tmp(&self.dir);
         if settled(mtimes) {
             records.push(Record::Scanned {
@@ -107,32 +111,59 @@ impl Folder {
     }
 }
 
+impl Folder {
+    /// Files not in the index whose names carry a UID that may be theirs: at or above UIDNEXT
+    /// (never shown to anyone) and below the recorded floor (given by Postern, whose record of
+    /// the file was lost in a crash or never written). Others get a new UID and are renamed.
+    fn adoptable(&self, files: &HashMap<String, String>) -> HashMap<String, u32> {
+        let floor = match uids::read_record(&self.dir) {
+            Some(r) if r.uidvalidity == self.state.uidvalidity => r.floor.unwrap_or(0),
+            _ => 0,
+        };
+        let mut taken = HashSet::new();
+        let mut named: Vec<(u32, &String)> = files
+            .keys()
+            .filter_map(|b| uids::uid_in_name(b).map(|u| (u, b)))
+            .filter(|&(u, _)| u >= self.state.uidnext && u < floor)
+            .collect();
+        named.sort();
+        named
+            .into_iter()
+            .filter(|&(u, _)| taken.insert(u))
+            .map(|(u, b)| (b.clone(), u))
+            .collect()
+    }
+}
+
 /// Writes a fresh index for the Maildir in `dir` (called under the lock when the log is
-/// missing or unreadable): UIDVALIDITY, UIDNEXT and UIDs from `dovecot-uidlist` when it
-/// exists, else a new UIDVALIDITY and UIDs in delivery order.
+/// missing or unreadable), following [`uids::plan`]: the recorded UIDVALIDITY and the UIDs in
+/// the file names when they are consistent, `dovecot-uidlist` for a folder Postern never
+/// indexed, else a new UIDVALIDITY (and the files whose names carry an old UID renamed to
+/// carry their new one). The record's floor is made durable before the log.
 pub(crate) fn rebuild(dir: &Path) -> Result<()> {
-    let seed = dovecot::read_uidlist(dir);
-    let uidvalidity = match &seed {
-        Some(s) => s.uidvalidity,
-        None => new_uidvalidity(dir)?,
-    };
-    let uidnext = seed.as_ref().map_or(1, |s| s.uidnext.max(1));
-    let mut ids = Counters { uid: 1, ms: 1 };
+    let record = uids::read_record(dir);
     let (files, mtimes) = list(dir)?;
+    let names: HashMap<String, u32> = files
+        .keys()
+        .filter_map(|b| uids::uid_in_name(b).map(|u| (b.clone(), u)))
+        .collect();
+    let seed = dovecot::read_uidlist(dir);
+    let plan = uids::plan(record, &names, seed.as_ref());
+    let uidvalidity = plan
+        .uidvalidity
+        .unwrap_or_else(|| uids::new_uidvalidity(record.map(|r| r.uidvalidity)));
+    let mut ids = Counters { uid: 1, ms: 1 };
     let keywords = dovecot::read_keywords(dir);
     let mut records = vec![Record::Header {
         v: VERSION,
         uidvalidity,
-        uidnext,
+        uidnext: plan.next,
         modseq: 1,
     }];
-    records.extend(add_records(
-        dir,
-        files,
-        &mut ids,
-        seed.as_ref().map(|s| (&s.uids, uidnext)),
-        &keywords,
-    )?);
+    let adds = add_records(dir, files, &mut ids, Some((&plan.uids, plan.next)), &keywords)?;
+    let uidnext = ids.uid.max(plan.next);
+    uids::write_record(dir, uidvalidity, uidnext.saturating_add(uids::HEADROOM))?;
+    records.extend(rename_to_uids(dir, adds)?);
     if settled(mtimes) {
         records.push(Record::Scanned {
             new: mtimes.0,
@@ -143,11 +174,46 @@ pub(crate) fn rebuild(dir: &Path) -> Result<()> {
         event = "mailstore.rebuild",
         dir = %dir.display(),
         uidvalidity,
-        seeded = seed.is_some(),
+        kept = plan.uidvalidity.is_some() && !plan.seeded,
+        seeded = plan.seeded,
+        previous = record.map(|r| r.uidvalidity),
         messages = records.len().saturating_sub(1),
         "index rebuilt from the Maildir"
     );
     replace_log(dir, &records)
+}
+
+/// Renames the files of add records whose names carry a UID other than the one given (an
+/// old one after a new UIDVALIDITY, a duplicate) to carry theirs, and makes the renames
+/// durable; files without `U=` keep their names.
+fn rename_to_uids(dir: &Path, mut adds: Vec<Record>) -> Result<Vec<Record>> {
+    let mut touched = [false; 2];
+    for record in &mut adds {
+        let Record::Add(a) = record else { continue };
+        let base = base_of(&a.f);
+        if uids::uid_in_name(base).is_none_or(|u| u == a.uid) {
+            continue;
+        }
+        let (sub, info) = a.f.split_once('/').map_or(("new", ""), |(s, rest)| {
+            (s, rest.split_once(':').map_or("", |(_, i)| i))
+        });
+        let sep = if info.is_empty() { "" } else { ":" };
+        let target = format!("{sub}/{}{sep}{info}", uids::with_uid(base, a.uid));
+        match std::fs::rename(dir.join(&a.f), dir.join(&target)) {
+            Ok(()) => {
+                touched[usize::from(sub == "cur")] = true;
+                a.f = target;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&dir.join(&a.f)),
+        }
+    }
+    for (done, sub) in touched.iter().zip(["new", "cur"]) {
+        if *done {
+            sync_dir(&dir.join(sub)).at(&dir.join(sub))?;
+        }
+    }
+    Ok(adds)
 }
 
 /// Add records for `files` (base → file): first those with a seeded UID, in UID order, then
@@ -317,24 +383,4 @@ pub(crate) fn clean_tmp(dir: &Path) {
             tracing::warn!(event = "mailstore.tmp_cleanup", file = %entry.path().display(), error = %e, "cannot remove a stale tmp/ file");
         }
     }
-}
-
-/// A UIDVALIDITY never given to this folder before: the current time, or one more than the
-/// last given if the clock is behind (RFC 3501 §2.3.1.1). Remembered in a file beside the
-/// index, fsynced before the index that uses it.
-fn new_uidvalidity(dir: &Path) -> Result<u32> {
-    let path = dir.join(UIDVALIDITY_FILE);
-    let last = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| u32::from_str_radix(s.trim(), 16).ok())
-        .unwrap_or(0);
-    let now = (now_ns() / 1_000_000_000) as u32;
-    let value = now.max(last.wrapping_add(1)).max(1);
-    let tmp = dir.join(format!("{UIDVALIDITY_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{value:08x}\n")).at(&tmp)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .at(&tmp)?;
-    std::fs::rename(&tmp, &path).at(&path)?;
-    Ok(value)
 }

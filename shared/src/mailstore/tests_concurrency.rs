@@ -140,3 +140,33 @@ fn processes_writing_at_once_get_unique_increasing_uids() {
     }
     check(&root, 240);
 }
+
+#[test]
+fn first_deliveries_racing_to_a_new_mailbox_are_all_indexed_at_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("example.org/dave");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (root, barrier) = (root.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let maildir = Maildir::create(&root).unwrap();
+                barrier.wait();
+                (0..5)
+                    .map(|i| {
+                        let text = format!("t{t} m{i}\n");
+                        maildir.deliver(&[text.as_bytes()], "mx.test").unwrap().uid
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut given: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .map(|uid| uid.expect("indexed at delivery"))
+        .collect();
+    given.sort();
+    assert_eq!(given, (1..=40).collect::<Vec<u32>>());
+    check(&root, 40);
+}

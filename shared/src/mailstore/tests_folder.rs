@@ -158,7 +158,31 @@ fn root_file(store: &Store, f: &Folder, uid: u32) -> PathBuf {
 }
 
 #[test]
-fn a_rebuild_after_losing_the_index_gives_a_new_uidvalidity() {
+fn a_rebuild_after_losing_the_index_keeps_uidvalidity_and_uids() {
+    let (_d, store) = store();
+    for i in 0..3 {
+        deliver(store.root(), &format!("{i}\n"));
+    }
+    let mut f = store.open_folder("INBOX").unwrap();
+    f.expunge(&[2]).unwrap();
+    let old = (f.uidvalidity(), f.uidnext());
+    let uidls: Vec<String> = f.messages().iter().map(|m| uidl(m.uid, old.0)).collect();
+    drop(f);
+    std::fs::remove_file(store.root().join(LOG_FILE)).unwrap();
+    let mut f = store.open_folder("INBOX").unwrap();
+    assert_eq!(f.uidvalidity(), old.0);
+    assert_eq!(uids(&f), [1, 3]);
+    let again: Vec<String> = f.messages().iter().map(|m| uidl(m.uid, old.0)).collect();
+    assert_eq!(again, uidls, "POP3 UIDLs survive the rebuild");
+    // UIDNEXT never goes back: the next UID is at least the recorded floor.
+    assert!(f.uidnext() > old.1);
+    let next = f.append(b"x\n", Flags::EMPTY, &[], None).unwrap();
+    assert!(next >= old.1 && next > 3);
+    assert!(f.message(next).unwrap().base().ends_with(&format!(",U={next}")));
+}
+
+#[test]
+fn a_rebuild_without_a_trustworthy_record_gives_a_new_uidvalidity() {
     let (_d, store) = store();
     for i in 0..3 {
         deliver(store.root(), &format!("{i}\n"));
@@ -166,22 +190,83 @@ fn a_rebuild_after_losing_the_index_gives_a_new_uidvalidity() {
     let f = store.open_folder("INBOX").unwrap();
     let old = f.uidvalidity();
     drop(f);
+    // A record without a floor (as written before floors existed): the names alone are
+    // not trusted. (A lost record is the same case: `uids::plan`'s tests.)
     std::fs::remove_file(store.root().join(LOG_FILE)).unwrap();
+    let record = store.root().join(super::uids::RECORD_FILE);
+    std::fs::write(&record, format!("{old:08x}\n")).unwrap();
     let f = store.open_folder("INBOX").unwrap();
-    assert_ne!(f.uidvalidity(), old);
+    assert!(f.uidvalidity() > old);
     assert_eq!(uids(&f), [1, 2, 3]);
-    // A corrupt header is a lost index too.
+    // A corrupt header is a lost index too; with the record back, the UIDs are kept.
     let v = f.uidvalidity();
     drop(f);
     std::fs::write(store.root().join(LOG_FILE), "garbage\n").unwrap();
     let mut f = store.open_folder("INBOX").unwrap();
-    assert!(f.uidvalidity() > v);
-    // An open handle whose index is rebuilt learns that every UID is void.
+    assert_eq!(f.uidvalidity(), v);
+    // Duplicate U= values (a file copied by hand): a new UIDVALIDITY, names made unique.
+    let m = f.messages()[0].clone();
+    let copy = m.file.replace(",U=1", ",U=1,X=copy").replace(":2,", "");
+    std::fs::copy(store.root().join(&m.file), store.root().join(&copy)).unwrap();
     std::fs::remove_file(store.root().join(LOG_FILE)).unwrap();
     let mut other = store.open_folder("INBOX").unwrap();
+    assert!(other.uidvalidity() > v);
+    assert_eq!(uids(&other), [1, 2, 3, 4]);
+    // An open handle whose index is rebuilt learns that every UID is void.
     assert!(f.refresh().unwrap().uidvalidity_changed);
     assert_eq!(f.uidvalidity(), other.uidvalidity());
     assert!(other.refresh().unwrap().is_empty());
+    // The names now match the new UIDs: the next rebuild keeps them.
+    let v = other.uidvalidity();
+    for m in other.messages() {
+        assert_eq!(super::uids::uid_in_name(m.base()), Some(m.uid), "{}", m.file);
+    }
+    drop((f, other));
+    std::fs::remove_file(store.root().join(LOG_FILE)).unwrap();
+    let f = store.open_folder("INBOX").unwrap();
+    assert_eq!((f.uidvalidity(), uids(&f)), (v, vec![1, 2, 3, 4]));
+}
+
+#[test]
+fn a_stale_dovecot_uidlist_does_not_reseed_an_owned_folder() {
+    let (_d, store) = store();
+    let root = store.root().to_path_buf();
+    std::fs::write(
+        root.join("dovecot-uidlist"),
+        "3 V1234567 N3 G0011\n1 :1000.M1P1.old,S=2\n2 :1001.M1P1.old,S=2\n",
+    )
+    .unwrap();
+    put(&root, "cur/1000.M1P1.old,S=2:2,S", "a\n", 300);
+    put(&root, "cur/1001.M1P1.old,S=2:2,", "b\n", 200);
+    let mut f = store.open_folder("INBOX").unwrap();
+    assert_eq!((f.uidvalidity(), uids(&f)), (1_234_567, vec![1, 2]));
+    // After the migration: Postern's deliveries take 3 and 4, 3 is expunged, and the
+    // second seeded message is flagged (its rename puts U=2 in the name).
+    deliver(&root, "c\n");
+    deliver(&root, "d\n");
+    f.refresh().unwrap();
+    f.expunge(&[3]).unwrap();
+    f.store_flags(&[2], StoreOp::Add, Flags::FLAGGED, &[], None)
+        .unwrap();
+    assert!(f.message(2).unwrap().base().ends_with(",U=2"));
+    drop(f);
+    // Index lost: the uidlist (same UIDVALIDITY) still names message 1; UID 3 is not reused.
+    std::fs::remove_file(root.join(LOG_FILE)).unwrap();
+    let f = store.open_folder("INBOX").unwrap();
+    assert_eq!((f.uidvalidity(), uids(&f)), (1_234_567, vec![1, 2, 4]));
+    drop(f);
+    // A uidlist of another UIDVALIDITY (written by Dovecot before an older migration) is
+    // ignored: the unnamed message 1 gets a new UID from the floor, the others keep theirs.
+    std::fs::write(
+        root.join("dovecot-uidlist"),
+        "3 V999 N3\n1 :1000.M1P1.old,S=2\n2 :1001.M1P1.old,S=2\n",
+    )
+    .unwrap();
+    std::fs::remove_file(root.join(LOG_FILE)).unwrap();
+    let f = store.open_folder("INBOX").unwrap();
+    assert_eq!(f.uidvalidity(), 1_234_567);
+    assert_eq!(uids(&f)[..2], [2, 4]);
+    assert!(uids(&f)[2] > 4 + super::uids::HEADROOM);
 }
 
 #[test]
@@ -211,11 +296,15 @@ fn a_dovecot_uidlist_seeds_uidvalidity_uids_and_keywords() {
     );
     assert_eq!(f.message(7).unwrap().vsize, 9);
     assert_eq!(uidl(5, f.uidvalidity()), "000000050012D687");
-    // Losing Postern's index reseeds the same UIDs.
+    // Losing Postern's index keeps the UIDVALIDITY, the seeded UIDs and the one in the name
+    // of Postern's delivery; the file another program put there without one is numbered
+    // from the recorded floor (UID 12 may have been seen: it is not given again).
     drop(f);
     std::fs::remove_file(root.join(LOG_FILE)).unwrap();
     let f = store.open_folder("INBOX").unwrap();
-    assert_eq!((f.uidvalidity(), uids(&f)), (1_234_567, vec![5, 7, 12, 13]));
+    assert_eq!(f.uidvalidity(), 1_234_567);
+    assert_eq!(uids(&f)[..3], [5, 7, 13]);
+    assert_eq!(uids(&f)[3], 13 + super::uids::HEADROOM);
 }
 
 #[test]

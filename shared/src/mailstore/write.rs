@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::folder::{Changes, Folder, LogFile, Opened};
 use super::index::{self, Added, Record, VERSION};
 use super::scan::Counters;
-use super::{Error, Flags, IoContext, LOG_FILE, Result};
+use super::{Error, Flags, IoContext, LOG_FILE, Result, uids};
 use crate::maildir::{sync_dir, unique_name};
 
 /// Compaction is due when the log holds this many records and more than twice as many as
@@ -150,7 +150,9 @@ impl Folder {
                 }
                 let mut file = m.file.clone();
                 if fl != m.flags || file.starts_with("new/") {
-                    let target = format!("cur/{}:2,{}", m.base(), fl.to_maildir());
+                    // The rename carries the UID into the name (`uids.rs`) if not there yet.
+                    let base = uids::with_uid(m.base(), uid);
+                    let target = format!("cur/{base}:2,{}", fl.to_maildir());
                     match std::fs::rename(f.dir.join(&file), f.dir.join(&target)) {
                         Ok(()) => (file, renamed) = (target, true),
                         // Removed by another program: the next sync expunges it.
@@ -209,9 +211,10 @@ impl Folder {
         Ok(gone)
     }
 
-    /// APPEND (RFC 3501 §6.3.11): writes `message` into `cur/` with `flags` (fsync of the file
-    /// and of `cur/`), then gives it the next UID under the lock. The internal date defaults
-    /// to now. Returns the UID (RFC 4315 APPENDUID, with [`Folder::uidvalidity`]).
+    /// APPEND (RFC 3501 §6.3.11): writes `message` into `tmp/` (fsynced, mtime = internal
+    /// date, default now), then under the lock gives it the next UID, links it into `cur/`
+    /// with `flags` under a name carrying the UID (`uids.rs`), fsyncs `cur/` and records it.
+    /// Returns the UID (RFC 4315 APPENDUID, with [`Folder::uidvalidity`]).
     pub fn append(
         &mut self,
         message: &[u8],
@@ -221,41 +224,58 @@ impl Folder {
     ) -> Result<u32> {
         let size = message.len() as u64;
         let vsize = size + bare_lfs(message);
-        let name = unique_name(host(), size as usize, vsize as usize);
+        let base = unique_name(host(), size as usize, vsize as usize);
         let date = internal_date.unwrap_or_else(now_secs);
-        let tmp = self.dir.join("tmp").join(&name);
-        let file = format!("cur/{name}:2,{}", flags.to_maildir());
-        let written = write_file(&tmp, message, date)
-            .and_then(|()| std::fs::hard_link(&tmp, self.dir.join(&file)).at(&tmp));
-        let _ = std::fs::remove_file(&tmp);
-        written?;
-        sync_dir(&self.dir.join("cur")).at(&self.dir.join("cur"))?;
+        let tmp = self.dir.join("tmp").join(&base);
         let mut kw = keywords.to_vec();
         kw.sort();
         kw.dedup();
         let item = NewFile {
-            file,
+            tmp: tmp.clone(),
+            base,
             flags,
             keywords: kw,
             size,
             vsize,
             date,
         };
-        let uids = self.index_new_files(vec![item])?;
-        uids.first().copied().ok_or_else(|| Error::Io {
+        let uids = write_file(&tmp, message, date).and_then(|()| self.index_new_files(vec![item]));
+        let _ = std::fs::remove_file(&tmp);
+        uids?.first().copied().ok_or_else(|| Error::Io {
             path: tmp,
             source: std::io::Error::other("the appended file vanished before indexing"),
         })
     }
 
     /// COPY (RFC 3501 §6.4.7, RFC 4315 COPYUID): each message is hard-linked (copied where
-    /// links fail) into `dest`'s `cur/` with its flags, keywords and internal date, `cur/` is
-    /// fsynced, and the copies get UIDs in `dest` in the order of `uids`. Returns (source UID,
-    /// destination UID) pairs; messages expunged meanwhile are skipped. MOVE is this plus
-    /// [`Folder::expunge`] (RFC 6851 §3.3).
+    /// links fail) into `dest`'s `tmp/`, then under `dest`'s lock given a UID and linked into
+    /// its `cur/` with its flags, keywords and internal date, in the order of `uids`
+    /// (`cur/` fsynced before the records). Returns (source UID, destination UID) pairs;
+    /// messages expunged meanwhile are skipped. MOVE is this plus [`Folder::expunge`]
+    /// (RFC 6851 §3.3).
     pub fn copy_to(&mut self, uids: &[u32], dest: &mut Folder) -> Result<Vec<(u32, u32)>> {
         let mut items = Vec::new();
         let mut sources = Vec::new();
+        let staged = self.stage_copies(uids, dest, &mut items, &mut sources);
+        let tmps: Vec<_> = items.iter().map(|i| i.tmp.clone()).collect();
+        let new_uids = staged.and_then(|()| match items.is_empty() {
+            true => Ok(Vec::new()),
+            false => dest.index_new_files(items),
+        });
+        for tmp in tmps {
+            let _ = std::fs::remove_file(tmp);
+        }
+        Ok(sources.into_iter().zip(new_uids?).collect())
+    }
+
+    /// Puts a copy of each message of `uids` into `dest`'s `tmp/`.
+    fn stage_copies(
+        &mut self,
+        uids: &[u32],
+        dest: &Folder,
+        items: &mut Vec<NewFile>,
+        sources: &mut Vec<u32>,
+    ) -> Result<()> {
         for &uid in uids {
             // Opening first follows a rename by another session (and proves it exists).
             let Ok(source) = self.open_message(uid) else {
@@ -264,15 +284,15 @@ impl Folder {
             let Some(m) = self.state.find(uid).cloned() else {
                 continue;
             };
-            let name = unique_name(host(), m.size as usize, m.vsize as usize);
-            let file = format!("cur/{name}:2,{}", m.flags.to_maildir());
-            let target = dest.dir.join(&file);
-            if std::fs::hard_link(self.dir.join(&m.file), &target).is_err() {
-                copy_file(source, &target, m.internal_date)?;
+            let base = unique_name(host(), m.size as usize, m.vsize as usize);
+            let tmp = dest.dir.join("tmp").join(&base);
+            if std::fs::hard_link(self.dir.join(&m.file), &tmp).is_err() {
+                copy_file(source, &tmp, m.internal_date)?;
             }
             sources.push(uid);
             items.push(NewFile {
-                file,
+                tmp,
+                base,
                 flags: m.flags,
                 keywords: m.keywords,
                 size: m.size,
@@ -280,35 +300,31 @@ impl Folder {
                 date: m.internal_date,
             });
         }
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        sync_dir(&dest.dir.join("cur")).at(&dest.dir.join("cur"))?;
-        let new_uids = dest.index_new_files(items)?;
-        Ok(sources.into_iter().zip(new_uids).collect())
+        Ok(())
     }
 
-    /// Gives UIDs to files this handle just put into the Maildir, unless a concurrent sync
-    /// already indexed them (then their UIDs are returned, keywords applied).
+    /// Under the lock: gives each file staged in `tmp/` the next UID, links it into `cur/`
+    /// under a name carrying it, fsyncs `cur/`, and records the adds. A file gone from `tmp/`
+    /// is skipped.
     fn index_new_files(&mut self, items: Vec<NewFile>) -> Result<Vec<u32>> {
         let (uids, _) = self.with_lock(|f| {
             let mut ids = Counters::of(&f.state);
+            let needed = ids.uid.saturating_add(items.len() as u32);
+            uids::reserve(&f.dir, f.state.uidvalidity, &mut f.floor, needed)?;
             let (mut records, mut uids) = (Vec::new(), Vec::new());
             for item in items {
-                if let Some(m) = f.state.messages.iter().rev().find(|m| m.file == item.file) {
-                    uids.push(m.uid);
-                    if m.keywords != item.keywords {
-                        let (uid, fl, f) = (m.uid, m.flags, m.file.clone());
-                        let (ms, kw) = (ids.next_ms(), item.keywords);
-                        records.push(Record::Flags { uid, ms, fl, kw, f });
-                    }
-                    continue;
+                let base = uids::with_uid(&item.base, ids.uid);
+                let file = format!("cur/{base}:2,{}", item.flags.to_maildir());
+                match std::fs::hard_link(&item.tmp, f.dir.join(&file)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).at(&item.tmp),
                 }
                 uids.push(ids.uid);
                 records.push(Record::Add(Added {
                     uid: ids.uid,
                     ms: ids.next_ms(),
-                    f: item.file,
+                    f: file,
                     fl: item.flags,
                     kw: item.keywords,
                     size: item.size,
@@ -316,6 +332,9 @@ impl Folder {
                     date: item.date,
                 }));
                 ids.uid += 1;
+            }
+            if !records.is_empty() {
+                sync_dir(&f.dir.join("cur")).at(&f.dir.join("cur"))?;
             }
             Ok((records, uids))
         })?;
@@ -329,9 +348,10 @@ impl Folder {
     }
 }
 
-/// A file just written into `cur/`, waiting for its UID.
+/// A file staged in `tmp/`, waiting for its UID and its place in `cur/`.
 struct NewFile {
-    file: String,
+    tmp: std::path::PathBuf,
+    base: String,
     flags: Flags,
     keywords: Vec<String>,
     size: u64,
