@@ -7,10 +7,12 @@ use std::io::Read;
 
 use shared::mailstore::{Flags, MessageInfo, StoreOp};
 
+use super::cache::Entry;
 use super::message;
 use super::structure;
 use super::{Session, State, Step};
 use crate::command::{FetchItem, Section, SequenceSet};
+use crate::response::fetch::encode_attr;
 use crate::response::{Data, Encoding, FetchAttr, Response, SystemFlags};
 
 /// A fetch's options beyond the items.
@@ -51,6 +53,7 @@ impl Session {
         } else {
             Vec::new()
         };
+        let want_structure = items.iter().any(is_structure);
         for &(seq, uid) in &targets {
             let Some(info) = mb.folder.message(uid).cloned() else {
                 continue; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
@@ -58,14 +61,31 @@ impl Session {
             if args.changed_since.is_some_and(|since| info.modseq <= since) {
                 continue;
             }
-            let body = if items.iter().any(needs_file) {
+            let cached = want_structure.then(|| mb.cache.get(uid).cloned()).flatten();
+            let body = if items.iter().any(needs_file) || (want_structure && cached.is_none()) {
                 read(&mut mb.folder, uid)
             } else {
                 None
             };
+            let entry = match (cached, body.as_deref()) {
+                (Some(e), _) => Some(e),
+                (None, Some(raw)) if want_structure => {
+                    let e = encode_structure(raw);
+                    mb.cache.put(uid, e.clone());
+                    Some(e)
+                }
+                _ => None,
+            };
             let flags_too = seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
-            one(out, enc, seq, &info, &items, body.as_deref(), flags_too);
+            let msg = Msg {
+                seq,
+                info: &info,
+                body: body.as_deref(),
+                structure: entry.as_ref(),
+            };
+            one(out, enc, &msg, &items, flags_too);
         }
+        mb.cache.save();
         self.updates(args.uid);
         self.done(tag)
     }
@@ -81,15 +101,49 @@ fn sets_seen(item: &FetchItem) -> bool {
     )
 }
 
+/// Items that need the message's octets (the structure items come from the cache when
+/// they can).
 fn needs_file(item: &FetchItem) -> bool {
-    !matches!(
+    !is_structure(item)
+        && !matches!(
+            item,
+            FetchItem::Uid
+                | FetchItem::Flags
+                | FetchItem::InternalDate
+                | FetchItem::Rfc822Size
+                | FetchItem::ModSeq
+        )
+}
+
+fn is_structure(item: &FetchItem) -> bool {
+    matches!(
         item,
-        FetchItem::Uid
-            | FetchItem::Flags
-            | FetchItem::InternalDate
-            | FetchItem::Rfc822Size
-            | FetchItem::ModSeq
+        FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure
     )
+}
+
+/// ENVELOPE, BODY and BODYSTRUCTURE of a message, encoded for the cache.
+fn encode_structure(raw: &[u8]) -> Entry {
+    let p = structure::Parsed::new(raw);
+    let enc = Encoding::default();
+    let encode = |a: FetchAttr| {
+        let mut out = Vec::new();
+        encode_attr(&mut out, &a, enc);
+        out
+    };
+    Entry {
+        envelope: encode(FetchAttr::Envelope(p.envelope())),
+        body: encode(FetchAttr::Body(p.structure())),
+        bodystructure: encode(FetchAttr::BodyStructure(p.structure())),
+    }
+}
+
+/// One message of a FETCH: its number, index data, octets and cached structure.
+struct Msg<'a> {
+    seq: u32,
+    info: &'a MessageInfo,
+    body: Option<&'a [u8]>,
+    structure: Option<&'a Entry>,
 }
 
 /// Sets `\Seen` on the targets without it; returns their UIDs.
@@ -134,31 +188,15 @@ fn read(folder: &mut shared::mailstore::Folder, uid: u32) -> Option<Vec<u8>> {
 }
 
 /// `* seq FETCH (...)` for one message.
-fn one(
-    out: &mut Vec<u8>,
-    enc: Encoding,
-    seq: u32,
-    info: &MessageInfo,
-    items: &[FetchItem],
-    body: Option<&[u8]>,
-    flags_too: bool,
-) {
+fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_too: bool) {
+    let (seq, info) = (msg.seq, msg.info);
     let keywords: Vec<&[u8]> = info.keywords.iter().map(|k| k.as_bytes()).collect();
     let flags = FetchAttr::Flags {
         system: SystemFlags(info.flags.bits()),
         keywords: &keywords,
     };
     let empty: &[u8] = b"";
-    let raw = body.unwrap_or(empty);
-    let parsed = items
-        .iter()
-        .any(|i| {
-            matches!(
-                i,
-                FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure
-            )
-        })
-        .then(|| structure::Parsed::new(raw));
+    let raw = msg.body.unwrap_or(empty);
     let sections: Vec<Option<Vec<u8>>> = items.iter().map(|i| section_data(i, raw)).collect();
     let mut attrs = Vec::with_capacity(items.len() + 1);
     for (item, data) in items.iter().zip(&sections) {
@@ -171,18 +209,14 @@ fn one(
             },
             FetchItem::Rfc822Size => FetchAttr::Rfc822Size(info.vsize),
             FetchItem::ModSeq => FetchAttr::ModSeq(info.modseq),
-            FetchItem::Envelope => match &parsed {
-                Some(p) => FetchAttr::Envelope(p.envelope()),
-                None => continue,
-            },
-            FetchItem::Body => match &parsed {
-                Some(p) => FetchAttr::Body(p.structure()),
-                None => continue,
-            },
-            FetchItem::BodyStructure => match &parsed {
-                Some(p) => FetchAttr::BodyStructure(p.structure()),
-                None => continue,
-            },
+            FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure => {
+                let Some(e) = msg.structure else { continue };
+                FetchAttr::Encoded(match item {
+                    FetchItem::Envelope => &e.envelope,
+                    FetchItem::Body => &e.body,
+                    _ => &e.bodystructure,
+                })
+            }
             other => data_attr(other, data.as_deref()),
         });
     }

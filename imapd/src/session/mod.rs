@@ -8,6 +8,7 @@
 //! sequence map, and unit tests drive it without a runtime.
 
 mod auth;
+mod cache;
 mod fetch;
 mod mailbox;
 mod message;

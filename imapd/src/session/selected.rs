@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use shared::mailstore::Folder;
 
+use super::cache::Cache;
 use crate::command::{SeqNumber, SequenceSet};
 
 pub(super) struct Mailbox {
@@ -19,6 +20,8 @@ pub(super) struct Mailbox {
     /// Messages may have left the folder (an own or another's expunge) since the last
     /// announcement: the next one compares the map with the folder.
     pub maybe_expunged: bool,
+    /// Encoded ENVELOPE/BODYSTRUCTURE by UID, shared through a file with other sessions.
+    pub cache: Cache,
 }
 
 /// A set that names messages that do not exist (RFC 9051 §9 seq-number: BAD).
@@ -28,7 +31,9 @@ pub(super) struct BadSet;
 impl Mailbox {
     pub fn new(folder: Folder, read_only: bool) -> Mailbox {
         let uids = folder.messages().iter().map(|m| m.uid).collect();
+        let cache = Cache::new(folder.dir(), folder.uidvalidity());
         Mailbox {
+            cache,
             folder,
             read_only,
             uids,

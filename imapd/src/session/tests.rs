@@ -318,3 +318,34 @@ fn wildcards() {
     let hostile = "*a".repeat(200);
     assert!(!matches(&hostile, &"a".repeat(100)));
 }
+
+#[test]
+fn structure_items_come_from_the_cache_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    run(
+        &mut s,
+        "x APPEND INBOX {23+}\r\nSubject: first\r\n\r\nhi\r\n",
+    );
+    run(&mut s, "s SELECT INBOX");
+    let (_, first) = run(&mut s, "f FETCH 1 (ENVELOPE BODYSTRUCTURE)");
+    assert!(
+        first.contains("\"first\"") && first.contains("(\"text\" \"plain\""),
+        "{first}"
+    );
+    // Change the file behind the cache's back: a second FETCH must not read it.
+    let user_dir = dir.path().join("example.test/alice");
+    assert!(user_dir.join("postern-cache").exists());
+    for sub in ["cur", "new"] {
+        for f in std::fs::read_dir(user_dir.join(sub)).unwrap().flatten() {
+            std::fs::write(f.path(), "Subject: changed\r\n\r\nhi\r\n").unwrap();
+        }
+    }
+    let (_, second) = run(&mut s, "g FETCH 1 (ENVELOPE BODYSTRUCTURE)");
+    assert_eq!(first.replacen("f OK", "g OK", 1), second);
+    // Another session reads the same file.
+    let mut t = logged_in(&dir);
+    run(&mut t, "s SELECT INBOX");
+    let (_, third) = run(&mut t, "h FETCH 1 (ENVELOPE)");
+    assert!(third.contains("\"first\""), "{third}");
+}

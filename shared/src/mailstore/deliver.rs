@@ -229,7 +229,12 @@ impl Tail {
         }
         self.catch_up("")?;
         let uid = self.uidnext;
-        uids::reserve(dir, self.uidvalidity, &mut self.floor, uid.saturating_add(1))?;
+        uids::reserve(
+            dir,
+            self.uidvalidity,
+            &mut self.floor,
+            uid.saturating_add(1),
+        )?;
         let name = uids::with_uid(base, uid);
         if let Err(e) = std::fs::hard_link(tmp, dir.join("new").join(&name)) {
             return Ok(Linked::LinkFailed(e));

@@ -160,7 +160,13 @@ pub(crate) fn rebuild(dir: &Path) -> Result<()> {
         uidnext: plan.next,
         modseq: 1,
     }];
-    let adds = add_records(dir, files, &mut ids, Some((&plan.uids, plan.next)), &keywords)?;
+    let adds = add_records(
+        dir,
+        files,
+        &mut ids,
+        Some((&plan.uids, plan.next)),
+        &keywords,
+    )?;
     let uidnext = ids.uid.max(plan.next);
     uids::write_record(dir, uidvalidity, uidnext.saturating_add(uids::HEADROOM))?;
     records.extend(rename_to_uids(dir, adds)?);

@@ -178,7 +178,12 @@ fn a_rebuild_after_losing_the_index_keeps_uidvalidity_and_uids() {
     assert!(f.uidnext() > old.1);
     let next = f.append(b"x\n", Flags::EMPTY, &[], None).unwrap();
     assert!(next >= old.1 && next > 3);
-    assert!(f.message(next).unwrap().base().ends_with(&format!(",U={next}")));
+    assert!(
+        f.message(next)
+            .unwrap()
+            .base()
+            .ends_with(&format!(",U={next}"))
+    );
 }
 
 #[test]
@@ -219,7 +224,12 @@ fn a_rebuild_without_a_trustworthy_record_gives_a_new_uidvalidity() {
     // The names now match the new UIDs: the next rebuild keeps them.
     let v = other.uidvalidity();
     for m in other.messages() {
-        assert_eq!(super::uids::uid_in_name(m.base()), Some(m.uid), "{}", m.file);
+        assert_eq!(
+            super::uids::uid_in_name(m.base()),
+            Some(m.uid),
+            "{}",
+            m.file
+        );
     }
     drop((f, other));
     std::fs::remove_file(store.root().join(LOG_FILE)).unwrap();

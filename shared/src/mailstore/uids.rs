@@ -306,7 +306,10 @@ mod tests {
     fn the_uidlist_seeds_a_new_folder_and_only_unnamed_files_of_an_owned_one() {
         let seed = list(77, &[("a", 1), ("b", 2), ("c", 3)]);
         let first = plan(None, &HashMap::new(), Some(&seed));
-        assert_eq!((first.uidvalidity, first.seeded, first.next), (Some(77), true, 4));
+        assert_eq!(
+            (first.uidvalidity, first.seeded, first.next),
+            (Some(77), true, 4)
+        );
         let rec = Some(Recorded {
             uidvalidity: 77,
             floor: Some(50),
@@ -319,7 +322,11 @@ mod tests {
             floor: Some(50),
         });
         let stale = plan(other, &names(&[("d", 4)]), Some(&seed));
-        assert_eq!(stale.uids, names(&[("d", 4)]), "a stale uidlist is not used");
+        assert_eq!(
+            stale.uids,
+            names(&[("d", 4)]),
+            "a stale uidlist is not used"
+        );
     }
 
     proptest! {
