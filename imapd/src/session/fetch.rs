@@ -19,6 +19,8 @@ use crate::response::{Data, Encoding, FetchAttr, Response, SystemFlags};
 pub(super) struct FetchArgs {
     pub uid: bool,
     pub changed_since: Option<u64>,
+    /// VANISHED (RFC 7162 §3.2.6): UID FETCH with CHANGEDSINCE under QRESYNC only.
+    pub vanished: bool,
 }
 
 impl Session {
@@ -40,6 +42,9 @@ impl Session {
         if items.contains(&FetchItem::ModSeq) {
             self.enabled.condstore = true; // RFC 7162 §3.1
         }
+        if args.vanished && !(args.uid && args.changed_since.is_some() && self.enabled.qresync) {
+            return self.finish_bad(tag, "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC");
+        }
         let enc = self.encoding();
         let Session { state, out, .. } = self;
         let State::Selected(mb) = state else {
@@ -53,6 +58,9 @@ impl Session {
         } else {
             Vec::new()
         };
+        if args.vanished {
+            super::qresync::fetch_vanished(mb, set, out, enc);
+        }
         let want_structure = items.iter().any(is_structure);
         for &(seq, uid) in &targets {
             let Some(info) = mb.folder.message(uid).cloned() else {

@@ -37,8 +37,8 @@ impl Session {
                 mailbox,
                 read_only,
                 condstore,
-                ..
-            } => self.select(&tag, &mailbox, read_only, condstore),
+                qresync,
+            } => self.select(&tag, &mailbox, read_only, condstore, qresync),
             C::Create {
                 mailbox,
                 special_use,
@@ -138,7 +138,17 @@ impl Session {
 
     /// SELECT / EXAMINE (RFC 9051 §6.3.2): any selected mailbox is closed first, without
     /// expunging (RFC 9051 §6.3.2, `* OK [CLOSED]` per RFC 7162 §3.2.11).
-    fn select(&mut self, tag: &[u8], raw: &[u8], read_only: bool, condstore: bool) -> Step {
+    fn select(
+        &mut self,
+        tag: &[u8],
+        raw: &[u8],
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<crate::command::QResync>,
+    ) -> Step {
+        if qresync.is_some() && !self.enabled.qresync {
+            return self.finish_bad(tag, "QRESYNC is not enabled"); // RFC 7162 §3.2.5
+        }
         if matches!(self.state, State::Selected(_)) {
             self.state = State::Auth;
             self.untagged(Untagged::Ok, Some(Code::Closed), "Previous mailbox closed");
@@ -159,7 +169,12 @@ impl Session {
         };
         self.enabled.condstore |= condstore;
         self.select_responses(&folder, read_only);
-        self.state = State::Selected(Box::new(Mailbox::new(folder, read_only)));
+        let mb = Mailbox::new(folder, read_only);
+        if let Some(q) = &qresync {
+            let enc = self.encoding();
+            super::qresync::select_resync(&mb, q, &mut self.out, enc);
+        }
+        self.state = State::Selected(Box::new(mb));
         let code = if read_only {
             Code::ReadOnly
         } else {

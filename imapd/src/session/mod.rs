@@ -12,6 +12,7 @@ mod cache;
 mod fetch;
 mod mailbox;
 mod message;
+mod qresync;
 mod search;
 mod selected;
 mod structure;
@@ -103,6 +104,7 @@ fn rule(body: &CommandBody) -> (Allowed, bool) {
 #[derive(Debug, Default, Clone, Copy)]
 struct Enabled {
     condstore: bool,
+    qresync: bool,
     rev2: bool,
     utf8: bool,
 }
@@ -326,12 +328,13 @@ impl Session {
         self.done(tag)
     }
 
-    /// RFC 5161 §3.1; RFC 7162 §3.1, RFC 6855 §3.
+    /// RFC 5161 §3.1; RFC 7162 §3.1 and §3.2.3, RFC 6855 §3.
     fn enable(&mut self, tag: &[u8], caps: &[String]) -> Step {
         let mut newly: Vec<&str> = Vec::new();
         for cap in caps {
             let (flag, name) = match cap.to_ascii_uppercase().as_str() {
                 "CONDSTORE" => (&mut self.enabled.condstore, "CONDSTORE"),
+                "QRESYNC" => (&mut self.enabled.qresync, "QRESYNC"),
                 "IMAP4REV2" => (&mut self.enabled.rev2, "IMAP4rev2"),
                 "UTF8=ACCEPT" => (&mut self.enabled.utf8, "UTF8=ACCEPT"),
                 _ => continue,
@@ -341,6 +344,8 @@ impl Session {
                 newly.push(name);
             }
         }
+        // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+        self.enabled.condstore |= self.enabled.qresync;
         self.data(Data::Enabled(&newly));
         self.done(tag)
     }
@@ -418,6 +423,7 @@ const EXTENSIONS: &[&str] = &[
     "LIST-STATUS",
     "STATUS=SIZE",
     "CONDSTORE",
+    "QRESYNC",
     "ESEARCH",
     "UTF8=ACCEPT",
 ];

@@ -349,3 +349,62 @@ fn structure_items_come_from_the_cache_the_second_time() {
     let (_, third) = run(&mut t, "h FETCH 1 (ENVELOPE)");
     assert!(third.contains("\"first\""), "{third}");
 }
+
+#[test]
+fn qresync_vanished_and_resync_on_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = logged_in(&dir);
+    let mut b = logged_in(&dir);
+    for _ in 0..3 {
+        run(&mut a, "x APPEND INBOX {12+}\r\nSubject: x\r\n");
+    }
+    let (_, out) = run(&mut a, "s SELECT INBOX (QRESYNC (1 1))");
+    assert_eq!(out, "s BAD QRESYNC is not enabled\r\n");
+    let (_, out) = run(&mut a, "e ENABLE QRESYNC");
+    assert_eq!(out, "* ENABLED QRESYNC\r\ne OK done\r\n");
+    let (_, out) = run(&mut a, "s SELECT INBOX");
+    let validity: u32 = out
+        .split("[UIDVALIDITY ")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let modseq: u64 = out
+        .split("[HIGHESTMODSEQ ")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    run(&mut b, "s SELECT INBOX");
+    run(&mut b, "d STORE 2 +FLAGS (\\Deleted)");
+    run(&mut b, "e EXPUNGE");
+    run(&mut b, "f STORE 2 +FLAGS (\\Flagged)"); // UID 3
+    let (_, out) = run(&mut a, "n NOOP");
+    assert!(out.starts_with("* VANISHED 2\r\n"), "{out}");
+    let (_, out) = run(
+        &mut a,
+        &format!("u UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"),
+    );
+    assert!(
+        out.starts_with("* VANISHED (EARLIER) 2\r\n* 2 FETCH (UID 3 FLAGS (\\Flagged) MODSEQ ("),
+        "{out}"
+    );
+    let (_, out) = run(
+        &mut a,
+        &format!("r SELECT INBOX (QRESYNC ({validity} {modseq} 1:3))"),
+    );
+    assert!(
+        out.contains("* VANISHED (EARLIER) 2\r\n* 2 FETCH (UID 3 FLAGS (\\Flagged) MODSEQ ("),
+        "{out}"
+    );
+    assert!(
+        !out.contains("UID 1 "),
+        "unchanged messages are not sent: {out}"
+    );
+}

@@ -13,7 +13,7 @@ impl Session {
     /// holds EXPUNGEs back (the sequence map keeps the UIDs until a later command).
     pub(super) fn updates(&mut self, allow_expunge: bool) {
         let enc = self.encoding();
-        let condstore = self.enabled.condstore;
+        let (condstore, qresync) = (self.enabled.condstore, self.enabled.qresync);
         let State::Selected(mb) = &mut self.state else {
             return;
         };
@@ -35,21 +35,28 @@ impl Session {
         }
         let out = &mut self.out;
         if allow_expunge && mb.maybe_expunged {
-            announce_expunges(mb, out, enc);
+            announce_expunges(mb, out, enc, qresync);
         }
         announce_new(mb, out, enc);
         announce_flags(mb, out, enc, condstore);
     }
 }
 
-/// EXPUNGE from the highest sequence number down, so each number is valid when sent.
-fn announce_expunges(mb: &mut Mailbox, out: &mut Vec<u8>, enc: Encoding) {
+/// EXPUNGE from the highest sequence number down, so each number is valid when sent; or
+/// one VANISHED under QRESYNC (RFC 7162 §3.2.10).
+fn announce_expunges(mb: &mut Mailbox, out: &mut Vec<u8>, enc: Encoding, qresync: bool) {
     mb.maybe_expunged = false;
+    let mut vanished = Vec::new();
     for i in (0..mb.uids.len()).rev() {
         if mb.folder.message(mb.uids[i]).is_none() {
-            mb.uids.remove(i);
-            Response::Data(Data::Expunge(i as u32 + 1)).encode(out, enc);
+            vanished.push(mb.uids.remove(i));
+            if !qresync {
+                Response::Data(Data::Expunge(i as u32 + 1)).encode(out, enc);
+            }
         }
+    }
+    if qresync && !vanished.is_empty() {
+        super::qresync::vanished_now(&mut vanished, out, enc);
     }
 }
 

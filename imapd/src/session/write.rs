@@ -22,8 +22,15 @@ impl Session {
                 set,
                 items,
                 changed_since,
-                ..
-            } => self.fetch(&tag, &set, items, FetchArgs { uid, changed_since }),
+                vanished,
+            } => {
+                let args = FetchArgs {
+                    uid,
+                    changed_since,
+                    vanished,
+                };
+                self.fetch(&tag, &set, items, args)
+            }
             C::Store {
                 uid,
                 set,

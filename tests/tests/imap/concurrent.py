@@ -5,6 +5,7 @@ b = login993()
 for i in range(3):
     ok(a.append("INBOX", None, None, MSG.replace(b"greetings", b"m%d" % i)))
 ok(a.select("INBOX"))
+validity = a.untagged_responses["UIDVALIDITY"][0].decode()
 ok(b.select("INBOX"))
 typ, data = a.fetch("1:3", "(UID MODSEQ)")
 modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", d).group(1)) for d in data]
@@ -27,6 +28,16 @@ ok(a.noop())
 assert a.untagged_responses.get("EXPUNGE") == [b"1"], a.untagged_responses
 typ, data = a.fetch("1:*", "(UID)")
 assert len(data) == 2, data
+# QRESYNC: a third client resyncs from the modseq it knew, learning the expunge and the
+# flag change in one SELECT (RFC 7162 §3.2.5).
+c = login993()
+ok(c.enable("QRESYNC"))
+typ, data = c._simple_command("SELECT", "INBOX", "(QRESYNC (%s %d))" % (validity, max(modseqs)))
+assert typ == "OK", data
+assert c.untagged_responses.get("VANISHED") == [b"(EARLIER) 1"], c.untagged_responses
+fetches = [f for f in c.untagged_responses.get("FETCH", []) if isinstance(f, bytes)]
+assert len(fetches) == 1 and b"UID 2 FLAGS (\\Flagged) MODSEQ" in fetches[0], fetches
+c.logout()
 a.logout()
 b.logout()
 print("done")
