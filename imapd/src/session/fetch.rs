@@ -11,9 +11,9 @@ use super::cache::Entry;
 use super::message;
 use super::structure;
 use super::{Session, State, Step};
-use crate::command::{FetchItem, Section, SequenceSet};
+use crate::command::{FetchItem, SequenceSet};
 use crate::response::fetch::encode_attr;
-use crate::response::{Data, Encoding, FetchAttr, Response, SystemFlags};
+use crate::response::{Code, Data, Encoding, FetchAttr, Response, SystemFlags};
 
 /// A fetch's options beyond the items.
 pub(super) struct FetchArgs {
@@ -62,6 +62,7 @@ impl Session {
             super::qresync::fetch_vanished(mb, set, out, enc);
         }
         let want_structure = items.iter().any(is_structure);
+        let mut all_known = true;
         for &(seq, uid) in &targets {
             let Some(info) = mb.folder.message(uid).cloned() else {
                 continue; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
@@ -91,10 +92,13 @@ impl Session {
                 body: body.as_deref(),
                 structure: entry.as_ref(),
             };
-            one(out, enc, &msg, &items, flags_too);
+            all_known &= one(out, enc, &msg, &items, flags_too);
         }
         mb.cache.save();
         self.updates(args.uid);
+        if !all_known {
+            return self.no(tag, Some(Code::UnknownCte), "Unknown Content-Transfer-Encoding");
+        }
         self.done(tag)
     }
 }
@@ -196,7 +200,9 @@ fn read(folder: &mut shared::mailstore::Folder, uid: u32) -> Option<Vec<u8>> {
 }
 
 /// `* seq FETCH (...)` for one message.
-fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_too: bool) {
+/// Writes the response; false when a BINARY item met an unknown transfer encoding (the item
+/// is left out and the command ends `NO [UNKNOWN-CTE]`, RFC 3516 §4.3).
+fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_too: bool) -> bool {
     let (seq, info) = (msg.seq, msg.info);
     let keywords: Vec<&[u8]> = info.keywords.iter().map(|k| k.as_bytes()).collect();
     let flags = FetchAttr::Flags {
@@ -206,6 +212,12 @@ fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_t
     let empty: &[u8] = b"";
     let raw = msg.body.unwrap_or(empty);
     let sections: Vec<Option<Vec<u8>>> = items.iter().map(|i| section_data(i, raw)).collect();
+    let unknown_cte = items.iter().any(|i| match i {
+        FetchItem::Binary { part, .. } | FetchItem::BinarySize(part) => {
+            message::binary(raw, part).is_err()
+        }
+        _ => false,
+    });
     let mut attrs = Vec::with_capacity(items.len() + 1);
     for (item, data) in items.iter().zip(&sections) {
         attrs.push(match item {
@@ -225,6 +237,7 @@ fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_t
                     _ => &e.bodystructure,
                 })
             }
+            FetchItem::Binary { .. } | FetchItem::BinarySize(_) if unknown_cte => continue,
             other => data_attr(other, data.as_deref()),
         });
     }
@@ -232,6 +245,7 @@ fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_t
         attrs.push(flags.clone());
     }
     Response::Data(Data::Fetch { seq, attrs: &attrs }).encode(out, enc);
+    !unknown_cte
 }
 
 /// The octets of a body item, already cut to its partial range.
@@ -240,20 +254,8 @@ fn section_data(item: &FetchItem, raw: &[u8]) -> Option<Vec<u8>> {
         FetchItem::Section {
             section, partial, ..
         } => (message::section(raw, section)?.into_owned(), *partial),
-        FetchItem::Binary { part, partial, .. } => {
-            let section = Section {
-                part: part.clone(),
-                text: None,
-            };
-            (message::section(raw, &section)?.into_owned(), *partial)
-        }
-        FetchItem::BinarySize(part) => {
-            let section = Section {
-                part: part.clone(),
-                text: None,
-            };
-            (message::section(raw, &section)?.into_owned(), None)
-        }
+        FetchItem::Binary { part, partial, .. } => (message::binary(raw, part).ok()??, *partial),
+        FetchItem::BinarySize(part) => (message::binary(raw, part).ok()??, None),
         FetchItem::Rfc822 => (raw.to_vec(), None),
         FetchItem::Rfc822Header => (raw[..message::header_end(raw)].to_vec(), None),
         FetchItem::Rfc822Text => (raw[message::header_end(raw)..].to_vec(), None),

@@ -134,6 +134,65 @@ pub(super) fn section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u
     })
 }
 
+/// A Content-Transfer-Encoding BINARY cannot undo (RFC 3516 §4.3: `NO [UNKNOWN-CTE]`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct UnknownCte;
+
+/// BINARY[part] (RFC 3516 §4.2): the part's body with its transfer encoding undone; the
+/// whole message as it is for an empty part. `Ok(None)` when the part does not exist.
+pub(super) fn binary(raw: &[u8], path: &[u32]) -> Result<Option<Vec<u8>>, UnknownCte> {
+    if path.is_empty() {
+        return Ok(Some(raw.to_vec()));
+    }
+    let Some((entity, _)) = part(raw, path) else { return Ok(None) };
+    let h = header_end(entity);
+    let body = &entity[h..];
+    let cte = header_value(&entity[..h], b"content-transfer-encoding").unwrap_or_default();
+    match cte.to_ascii_lowercase().as_slice() {
+        b"" | b"7bit" | b"8bit" | b"binary" => Ok(Some(body.to_vec())),
+        b"base64" => Ok(Some(base64(body))),
+        b"quoted-printable" => Ok(Some(quoted_printable(body))),
+        _ => Err(UnknownCte),
+    }
+}
+
+/// Base64 with line breaks and other noise skipped (RFC 2045 §6.8); a bad tail is dropped.
+fn base64(body: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        .collect();
+    // A lone sixth-bit character at the end cannot make an octet.
+    let usable = &clean[..clean.len() - usize::from(clean.len() % 4 == 1)];
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(usable)
+        .unwrap_or_default()
+}
+
+/// Quoted-printable (RFC 2045 §6.7): `=XX` octets and `=` soft line breaks.
+fn quoted_printable(body: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        match (body[i], body.get(i + 1), body.get(i + 2)) {
+            (b'=', Some(b'\r'), Some(b'\n')) => i += 3,
+            (b'=', Some(b'\n'), _) => i += 2,
+            (b'=', Some(&a), Some(&b)) if hex(a).is_some() && hex(b).is_some() => {
+                out.push(hex(a).unwrap_or(0) * 16 + hex(b).unwrap_or(0));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The MIME entity (header and body) of part `path`, and whether it is message/rfc822.
 fn part<'a>(raw: &'a [u8], path: &[u32]) -> Option<(&'a [u8], bool)> {
     let mut entity = raw;
@@ -254,6 +313,15 @@ mod tests {
         section(MSG, &s)
             .map(|c| c.into_owned())
             .unwrap_or_else(|| b"NIL".to_vec())
+    }
+
+    #[test]
+    fn binary_undoes_transfer_encodings() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8=\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3Db=\r\nc\r\n--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nx\r\n--b--\r\n";
+        assert_eq!(binary(m, &[1]), Ok(Some(b"hello".to_vec())));
+        assert_eq!(binary(m, &[2]), Ok(Some(b"a=bc".to_vec())));
+        assert_eq!(binary(m, &[3]), Err(UnknownCte));
+        assert_eq!(binary(m, &[4]), Ok(None));
     }
 
     #[test]

@@ -426,4 +426,5 @@ const EXTENSIONS: &[&str] = &[
     "QRESYNC",
     "ESEARCH",
     "UTF8=ACCEPT",
+    "BINARY",
 ];

@@ -408,3 +408,19 @@ fn qresync_vanished_and_resync_on_select() {
         "unchanged messages are not sent: {out}"
     );
 }
+
+#[test]
+fn binary_decodes_and_refuses_unknown_encodings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let m1 = "Content-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8=\r\n";
+    let m2 = "Content-Transfer-Encoding: x-custom\r\n\r\nzzz\r\n";
+    for m in [m1, m2] {
+        run(&mut s, &format!("x APPEND INBOX {{{}+}}\r\n{m}", m.len()));
+    }
+    run(&mut s, "s SELECT INBOX");
+    let (_, out) = run(&mut s, "b FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])");
+    assert_eq!(out, "* 1 FETCH (BINARY[1] {5}\r\nhello BINARY.SIZE[1] 5)\r\nb OK done\r\n");
+    let (_, out) = run(&mut s, "c FETCH 2 (UID BINARY.PEEK[1])");
+    assert_eq!(out, "* 2 FETCH (UID 2)\r\nc NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n");
+}
