@@ -427,4 +427,5 @@ const EXTENSIONS: &[&str] = &[
     "ESEARCH",
     "UTF8=ACCEPT",
     "BINARY",
+    "SEARCHRES",
 ];

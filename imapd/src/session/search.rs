@@ -32,11 +32,7 @@ impl Session {
                 "Unsupported charset",
             );
         }
-        if s.returns
-            .as_ref()
-            .is_some_and(|r| r.contains(&SearchReturn::Save))
-            || unsupported(&s.key)
-        {
+        if unsupported(&s.key) {
             return self.finish_bad(tag, "Search key or option not supported");
         }
         let State::Selected(mb) = &mut self.state else {
@@ -48,12 +44,14 @@ impl Session {
             .map(|&(seq, uid)| if s.uid { uid } else { seq })
             .collect();
         let modseq = uses_modseq(&s.key).then_some(modseq);
-        let returns = s
-            .returns
-            .clone()
-            .or_else(|| self.enabled.rev2.then(Vec::new));
+        if s.returns.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save)) {
+            mb.saved = hits.iter().map(|&(_, uid)| uid).collect();
+        }
+        let returns = s.returns.clone().or_else(|| self.enabled.rev2.then(Vec::new));
         match returns {
             None => self.data(Data::Search { ids: &ids, modseq }),
+            // RFC 5182 §2.1: SAVE alone answers nothing but OK.
+            Some(r) if r == [SearchReturn::Save] => {}
             Some(r) => self.esearch(tag, s.uid, &ids, &r, modseq),
         }
         self.updates(s.uid);
@@ -70,7 +68,9 @@ impl Session {
         modseq: Option<u64>,
     ) {
         let all_ranges = ranges(ids);
-        let want = |x| r.is_empty() && x == SearchReturn::All || r.contains(&x);
+        // RFC 4731 §3.1 / RFC 5182 §2.1: only SAVE or nothing means ALL.
+        let only_save = r.iter().all(|x| *x == SearchReturn::Save);
+        let want = |x| only_save && x == SearchReturn::All || r.contains(&x);
         let e = ESearch {
             tag: Some(tag),
             uid,
@@ -94,9 +94,6 @@ fn unsupported(key: &SearchKey) -> bool {
         SearchKey::Or(a, b) => unsupported(a) || unsupported(b),
         SearchKey::Not(k) => unsupported(k),
         SearchKey::Older(_) | SearchKey::Younger(_) => true,
-        SearchKey::Sequence(s) | SearchKey::Uid(s) => {
-            matches!(s, crate::command::SequenceSet::Saved)
-        }
         _ => false,
     }
 }

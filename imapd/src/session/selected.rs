@@ -22,6 +22,8 @@ pub(super) struct Mailbox {
     pub maybe_expunged: bool,
     /// Encoded ENVELOPE/BODYSTRUCTURE by UID, shared through a file with other sessions.
     pub cache: Cache,
+    /// The UIDs saved by SEARCH RETURN (SAVE), `$` (RFC 5182 §2.1).
+    pub saved: Vec<u32>,
 }
 
 /// A set that names messages that do not exist (RFC 9051 §9 seq-number: BAD).
@@ -34,6 +36,7 @@ impl Mailbox {
         let cache = Cache::new(folder.dir(), folder.uidvalidity());
         Mailbox {
             cache,
+            saved: Vec::new(),
             folder,
             read_only,
             uids,
@@ -52,7 +55,9 @@ impl Mailbox {
     /// §6.4.9), and `n:*` always includes the largest UID (RFC 9051 §9 seq-range).
     pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, BadSet> {
         let SequenceSet::Ranges(ranges) = set else {
-            return Err(BadSet);
+            // `$`: the saved messages still in this client's view (RFC 5182 §2.1).
+            let found = self.saved.iter().filter_map(|&u| Some((self.seq_of(u)?, u)));
+            return Ok(found.collect());
         };
         let mut out = Vec::new();
         for &(a, b) in ranges {
