@@ -97,7 +97,11 @@ impl Session {
         mb.cache.save();
         self.updates(args.uid);
         if !all_known {
-            return self.no(tag, Some(Code::UnknownCte), "Unknown Content-Transfer-Encoding");
+            return self.no(
+                tag,
+                Some(Code::UnknownCte),
+                "Unknown Content-Transfer-Encoding",
+            );
         }
         self.done(tag)
     }

@@ -144,7 +144,9 @@ pub(super) fn binary(raw: &[u8], path: &[u32]) -> Result<Option<Vec<u8>>, Unknow
     if path.is_empty() {
         return Ok(Some(raw.to_vec()));
     }
-    let Some((entity, _)) = part(raw, path) else { return Ok(None) };
+    let Some((entity, _)) = part(raw, path) else {
+        return Ok(None);
+    };
     let h = header_end(entity);
     let body = &entity[h..];
     let cte = header_value(&entity[..h], b"content-transfer-encoding").unwrap_or_default();

@@ -11,7 +11,7 @@ use super::message::header_end;
 use super::selected::{Mailbox, ranges};
 use super::write::days_from_civil;
 use super::{Session, State, Step};
-use crate::command::{Date, Search, SearchKey, SearchReturn};
+use crate::command::{Date, Search, SearchKey, SearchReturn, SeqNumber, SequenceSet};
 use crate::response::{Code, Data, ESearch};
 
 /// One message under evaluation, its file read on first need.
@@ -44,10 +44,16 @@ impl Session {
             .map(|&(seq, uid)| if s.uid { uid } else { seq })
             .collect();
         let modseq = uses_modseq(&s.key).then_some(modseq);
-        if s.returns.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save)) {
+        if s.returns
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Save))
+        {
             mb.saved = hits.iter().map(|&(_, uid)| uid).collect();
         }
-        let returns = s.returns.clone().or_else(|| self.enabled.rev2.then(Vec::new));
+        let returns = s
+            .returns
+            .clone()
+            .or_else(|| self.enabled.rev2.then(Vec::new));
         match returns {
             None => self.data(Data::Search { ids: &ids, modseq }),
             // RFC 5182 §2.1: SAVE alone answers nothing but OK.
@@ -139,12 +145,8 @@ fn eval(mb: &mut Mailbox, c: &mut Candidate, key: &SearchKey) -> bool {
         K::Not(k) => !eval(mb, c, k),
         K::All | K::Old => true,
         K::New | K::Recent => false,
-        K::Sequence(set) => mb
-            .resolve(set, false)
-            .is_ok_and(|t| t.iter().any(|p| p.0 == c.seq)),
-        K::Uid(set) => mb
-            .resolve(set, true)
-            .is_ok_and(|t| t.iter().any(|p| p.1 == c.info.uid)),
+        K::Sequence(set) => in_set(mb, set, c.seq, false),
+        K::Uid(set) => in_set(mb, set, c.info.uid, true),
         K::Answered => flag(Flags::ANSWERED),
         K::Deleted => flag(Flags::DELETED),
         K::Draft => flag(Flags::DRAFT),
@@ -175,6 +177,37 @@ fn eval(mb: &mut Mailbox, c: &mut Candidate, key: &SearchKey) -> bool {
         K::Body(s) => text_has(mb, c, s, false),
         K::Text(s) => text_has(mb, c, s, true),
         K::Older(_) | K::Younger(_) => false,
+    }
+}
+
+/// Whether `n` (a sequence number or a UID) is in `set`, without resolving the set per
+/// message (a `SEARCH 1:* ...` over a large folder stays linear).
+fn in_set(mb: &Mailbox, set: &SequenceSet, n: u32, uid: bool) -> bool {
+    let SequenceSet::Ranges(ranges) = set else {
+        return uid_of(mb, n, uid).is_some_and(|u| mb.saved.contains(&u));
+    };
+    let largest = if uid {
+        mb.uids.last().copied().unwrap_or(0)
+    } else {
+        mb.uids.len() as u32
+    };
+    let value = |v: SeqNumber| match v {
+        SeqNumber::Value(v) => v,
+        SeqNumber::Largest => largest,
+    };
+    ranges
+        .iter()
+        .any(|&(a, b)| (value(a).min(value(b))..=value(a).max(value(b))).contains(&n))
+}
+
+fn uid_of(mb: &Mailbox, n: u32, uid: bool) -> Option<u32> {
+    if uid {
+        Some(n)
+    } else {
+        (n as usize)
+            .checked_sub(1)
+            .and_then(|i| mb.uids.get(i))
+            .copied()
     }
 }
 

@@ -56,7 +56,10 @@ impl Mailbox {
     pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<(u32, u32)>, BadSet> {
         let SequenceSet::Ranges(ranges) = set else {
             // `$`: the saved messages still in this client's view (RFC 5182 §2.1).
-            let found = self.saved.iter().filter_map(|&u| Some((self.seq_of(u)?, u)));
+            let found = self
+                .saved
+                .iter()
+                .filter_map(|&u| Some((self.seq_of(u)?, u)));
             return Ok(found.collect());
         };
         let mut out = Vec::new();

@@ -420,9 +420,15 @@ fn binary_decodes_and_refuses_unknown_encodings() {
     }
     run(&mut s, "s SELECT INBOX");
     let (_, out) = run(&mut s, "b FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])");
-    assert_eq!(out, "* 1 FETCH (BINARY[1] {5}\r\nhello BINARY.SIZE[1] 5)\r\nb OK done\r\n");
+    assert_eq!(
+        out,
+        "* 1 FETCH (BINARY[1] {5}\r\nhello BINARY.SIZE[1] 5)\r\nb OK done\r\n"
+    );
     let (_, out) = run(&mut s, "c FETCH 2 (UID BINARY.PEEK[1])");
-    assert_eq!(out, "* 2 FETCH (UID 2)\r\nc NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n");
+    assert_eq!(
+        out,
+        "* 2 FETCH (UID 2)\r\nc NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n"
+    );
 }
 
 #[test]
@@ -430,13 +436,19 @@ fn searchres_saves_and_dollar_refers_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = logged_in(&dir);
     for subject in ["a", "b", "a"] {
-        run(&mut s, &format!("x APPEND INBOX {{12+}}\r\nSubject: {subject}\r\n"));
+        run(
+            &mut s,
+            &format!("x APPEND INBOX {{12+}}\r\nSubject: {subject}\r\n"),
+        );
     }
     run(&mut s, "s SELECT INBOX");
     let (_, out) = run(&mut s, "t SEARCH RETURN (SAVE) SUBJECT a");
     assert_eq!(out, "t OK done\r\n");
     let (_, out) = run(&mut s, "f FETCH $ (UID)");
-    assert_eq!(out, "* 1 FETCH (UID 1)\r\n* 3 FETCH (UID 3)\r\nf OK done\r\n");
+    assert_eq!(
+        out,
+        "* 1 FETCH (UID 1)\r\n* 3 FETCH (UID 3)\r\nf OK done\r\n"
+    );
     let (_, out) = run(&mut s, "g UID SEARCH UID $ NOT 1");
     assert_eq!(out, "* SEARCH 3\r\ng OK done\r\n");
 }
