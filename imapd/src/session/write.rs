@@ -242,49 +242,46 @@ impl Session {
             return self.finish_bad(tag, "Invalid message sequence number");
         };
         let uids: Vec<u32> = targets.iter().map(|&(_, u)| u).collect();
-        let same = mb.folder.dir() == dest.dir();
-        let copied = if same {
-            // Copy into the selected folder itself: through a second handle.
-            mb.folder.copy_to(&uids, &mut dest)
-        } else {
-            mb.folder.copy_to(&uids, &mut dest)
-        };
-        let pairs = match copied {
+        let pairs = match mb.folder.copy_to(&uids, &mut dest) {
             Ok(p) => p,
             Err(e) => return self.store_error(tag, &e),
         };
-        if is_move && let Err(e) = mb.folder.expunge(&uids) {
-            return self.store_error(tag, &e);
+        if is_move {
+            let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            if let Err(e) = mb.folder.expunge(&moved) {
+                return self.store_error(tag, &e);
+            }
+            mb.maybe_expunged = true;
         }
-        mb.maybe_expunged |= is_move;
+        self.copied(tag, uid, &pairs, dest.uidvalidity(), is_move)
+    }
+
+    /// COPYUID (RFC 4315 §3): in the tagged OK of COPY; for MOVE in an untagged OK before
+    /// the EXPUNGEs (RFC 6851 §4.3). None when nothing was copied.
+    fn copied(
+        &mut self,
+        tag: &[u8],
+        uid: bool,
+        pairs: &[(u32, u32)],
+        uid_validity: u32,
+        is_move: bool,
+    ) -> Step {
         let source = ranges(&pairs.iter().map(|p| p.0).collect::<Vec<_>>());
         let destination = ranges(&pairs.iter().map(|p| p.1).collect::<Vec<_>>());
-        let code = Code::CopyUid {
-            uid_validity: dest.uidvalidity(),
+        let code = (!pairs.is_empty()).then_some(Code::CopyUid {
+            uid_validity,
             source: &source,
             destination: &destination,
-        };
+        });
         if is_move {
-            // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
-            self.untagged(crate::response::Untagged::Ok, Some(code), "Moved");
+            if code.is_some() {
+                self.untagged(crate::response::Untagged::Ok, code, "Moved");
+            }
             self.updates(true);
             return self.done(tag);
         }
         self.updates(uid);
-        let code = Code::CopyUid {
-            uid_validity: dest.uidvalidity(),
-            source: &source,
-            destination: &destination,
-        };
-        self.ok(
-            tag,
-            Some(if pairs.is_empty() {
-                Code::Other("")
-            } else {
-                code
-            }),
-            "COPY completed",
-        );
+        self.ok(tag, code, "COPY completed");
         Step::Next
     }
 }
