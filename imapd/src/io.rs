@@ -117,37 +117,8 @@ pub async fn run(
     };
     d.output();
     loop {
-        let step = match d.conn.command().await {
-            Ok(Input::Command(cmd)) => {
-                tracing::debug!(command = cmd.body.name(), "command");
-                d.blocking(move |s| s.handle(cmd)).await?
-            }
-            Ok(Input::Bad(e)) => {
-                tracing::info!(
-                    event = "imap.bad_syntax",
-                    reason = e.reason(),
-                    "bad command"
-                );
-                e.encode(d.conn.out());
-                d.session().syntax_error()
-            }
-            Ok(Input::Refused(r)) => {
-                tracing::info!(event = "imap.refused", reason = ?r.reason, "command refused by limits");
-                r.encode(d.conn.out());
-                if r.close {
-                    Step::Close
-                } else {
-                    d.session().syntax_error()
-                }
-            }
-            Ok(Input::Eof { .. }) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                d.session().bye("Autologout: idle for too long");
-                d.output();
-                let _ = d.conn.flush().await;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        let Some(step) = d.next_command().await? else {
+            return Ok(());
         };
         if !d.follow(step).await? {
             return Ok(());
@@ -156,6 +127,43 @@ pub async fn run(
 }
 
 impl Driver {
+    /// Reads and runs the next command; `None` when the connection is over (EOF, timeout).
+    async fn next_command(&mut self) -> std::io::Result<Option<Step>> {
+        Ok(Some(match self.conn.command().await {
+            Ok(Input::Command(cmd)) => {
+                tracing::debug!(command = cmd.body.name(), "command");
+                self.blocking(move |s| s.handle(cmd)).await?
+            }
+            Ok(Input::Bad(e)) => {
+                tracing::info!(
+                    event = "imap.bad_syntax",
+                    reason = e.reason(),
+                    "bad command"
+                );
+                e.encode(self.conn.out());
+                self.session().syntax_error()
+            }
+            Ok(Input::Refused(r)) => {
+                tracing::info!(event = "imap.refused", reason = ?r.reason, "command refused by limits");
+                r.encode(self.conn.out());
+                if r.close {
+                    Step::Close
+                } else {
+                    self.session().syntax_error()
+                }
+            }
+            Ok(Input::Eof { .. }) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                // RFC 9051 §7.1.5: BYE before an autologout.
+                self.session().bye("Autologout: idle for too long");
+                self.output();
+                let _ = self.conn.flush().await;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }))
+    }
+
     fn session(&mut self) -> &mut Session {
         self.session.get_or_insert_with(unreachable_session)
     }

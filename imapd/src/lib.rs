@@ -41,32 +41,10 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         Some(material) => Some(TlsAcceptor::from(shared::tls::server_config(material)?)),
         None => None,
     };
-    let l = &slice.limits;
-    let imap = slice.imap.clone().unwrap_or_default();
-    let frame = frame::Limits {
-        max_line: imap.max_line,
-        max_literal: l.message_size,
-        max_command: l.message_size + imap.max_line as u64,
-        ..frame::Limits::default()
-    };
-    let io_ctx = io::Context {
-        auth: Arc::new(AuthClient::new(slice.runtime_dir.join("auth.sock"))),
-        tls,
-        session: Arc::new(session::Config {
-            mail_root: slice.state_dir.join("mail"),
-            max_errors: l.errors,
-            max_commands_before_auth: imap.commands_before_auth,
-            append_limit: l.message_size,
-            max_depth: imap.max_depth,
-        }),
-        frame,
-        idle_before_login: l.idle_timeout,
-        idle_logged_in: imap.idle_timeout.max(MIN_LOGGED_IN_IDLE),
-        users: limits::Users::new(imap.sessions_per_user, u32::MAX),
-    };
+    let io_ctx = io_context(&slice, tls);
     let shared = Arc::new(Shared {
         io: Arc::new(io_ctx),
-        connections: Connections::new(l.connections_per_ip, l.connections),
+        connections: Connections::new(slice.limits.connections_per_ip, slice.limits.connections),
     });
     let mut loops = Vec::new();
     for inherited in std::mem::take(&mut ctx.listeners) {
@@ -93,6 +71,33 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         let _ = l.await;
     }
     Ok(())
+}
+
+/// What every connection shares, from the slice (`[limits]` and `[imap]`).
+fn io_context(slice: &shared::config::slice::DaemonSlice, tls: Option<TlsAcceptor>) -> io::Context {
+    let l = &slice.limits;
+    let imap = slice.imap.clone().unwrap_or_default();
+    let frame = frame::Limits {
+        max_line: imap.max_line,
+        max_literal: l.message_size,
+        max_command: l.message_size + imap.max_line as u64,
+        ..frame::Limits::default()
+    };
+    io::Context {
+        auth: Arc::new(AuthClient::new(slice.runtime_dir.join("auth.sock"))),
+        tls,
+        session: Arc::new(session::Config {
+            mail_root: slice.state_dir.join("mail"),
+            max_errors: l.errors,
+            max_commands_before_auth: imap.commands_before_auth,
+            append_limit: l.message_size,
+            max_depth: imap.max_depth,
+        }),
+        frame,
+        idle_before_login: l.idle_timeout,
+        idle_logged_in: imap.idle_timeout.max(MIN_LOGGED_IN_IDLE),
+        users: limits::Users::new(imap.sessions_per_user, u32::MAX),
+    }
 }
 
 async fn accept_loop(

@@ -3,12 +3,14 @@
 //! asked, from the file (sections, RFC822.*, BINARY, ENVELOPE, BODYSTRUCTURE). A body fetch
 //! without PEEK sets `\Seen` in a read-write mailbox (RFC 9051 §6.4.5).
 
+use std::collections::HashSet;
 use std::io::Read;
 
 use shared::mailstore::{Flags, MessageInfo, StoreOp};
 
 use super::cache::Entry;
 use super::message;
+use super::selected::Mailbox;
 use super::structure;
 use super::{Session, State, Step};
 use crate::command::{FetchItem, SequenceSet};
@@ -34,10 +36,8 @@ impl Session {
         if args.uid && !items.contains(&FetchItem::Uid) {
             items.insert(0, FetchItem::Uid); // RFC 9051 §6.4.9
         }
-        if (args.changed_since.is_some() || items.contains(&FetchItem::ModSeq))
-            && !items.contains(&FetchItem::ModSeq)
-        {
-            items.push(FetchItem::ModSeq);
+        if args.changed_since.is_some() && !items.contains(&FetchItem::ModSeq) {
+            items.push(FetchItem::ModSeq); // RFC 7162 §3.1.4.1
         }
         if items.contains(&FetchItem::ModSeq) {
             self.enabled.condstore = true; // RFC 7162 §3.1
@@ -53,58 +53,75 @@ impl Session {
         let Ok(targets) = mb.resolve(set, args.uid) else {
             return self.finish_bad(tag, "Invalid message sequence number");
         };
-        let seen_now = if !mb.read_only && items.iter().any(sets_seen) {
-            mark_seen(&mut mb.folder, &targets)
-        } else {
-            Vec::new()
-        };
         if args.vanished {
             super::qresync::fetch_vanished(mb, set, out, enc);
         }
-        let want_structure = items.iter().any(is_structure);
-        let mut all_known = true;
-        for &(seq, uid) in &targets {
-            let Some(info) = mb.folder.message(uid).cloned() else {
-                continue; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
-            };
-            if args.changed_since.is_some_and(|since| info.modseq <= since) {
-                continue;
-            }
-            let cached = want_structure.then(|| mb.cache.get(uid).cloned()).flatten();
-            let body = if items.iter().any(needs_file) || (want_structure && cached.is_none()) {
-                read(&mut mb.folder, uid)
-            } else {
-                None
-            };
-            let entry = match (cached, body.as_deref()) {
-                (Some(e), _) => Some(e),
-                (None, Some(raw)) if want_structure => {
-                    let e = encode_structure(raw);
-                    mb.cache.put(uid, e.clone());
-                    Some(e)
-                }
-                _ => None,
-            };
-            let flags_too = seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
-            let msg = Msg {
-                seq,
-                info: &info,
-                body: body.as_deref(),
-                structure: entry.as_ref(),
-            };
-            all_known &= one(out, enc, &msg, &items, flags_too);
-        }
-        mb.cache.save();
+        let all_known = fetch_all(mb, out, enc, &targets, &items, &args);
         self.updates(args.uid);
         if !all_known {
-            return self.no(
-                tag,
-                Some(Code::UnknownCte),
-                "Unknown Content-Transfer-Encoding",
-            );
+            let text = "Unknown Content-Transfer-Encoding";
+            return self.no(tag, Some(Code::UnknownCte), text);
         }
         self.done(tag)
     }
+}
+
+/// The FETCH responses of `targets`; false when a BINARY item met an unknown encoding.
+fn fetch_all(
+    mb: &mut Mailbox,
+    out: &mut Vec<u8>,
+    enc: Encoding,
+    targets: &[(u32, u32)],
+    items: &[FetchItem],
+    args: &FetchArgs,
+) -> bool {
+    let seen_now: HashSet<u32> = if !mb.read_only && items.iter().any(sets_seen) {
+        mark_seen(&mut mb.folder, targets)
+    } else {
+        HashSet::new()
+    };
+    let mut all_known = true;
+    for &(seq, uid) in targets {
+        let Some(info) = mb.folder.message(uid).cloned() else {
+            continue; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
+        };
+        if args.changed_since.is_some_and(|since| info.modseq <= since) {
+            continue;
+        }
+        let (body, entry) = contents(mb, uid, items);
+        let flags_too = seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
+        let msg = Msg {
+            seq,
+            info: &info,
+            body: body.as_deref(),
+            structure: entry.as_ref(),
+        };
+        all_known &= one(out, enc, &msg, items, flags_too);
+    }
+    mb.cache.save();
+    all_known
+}
+
+/// The message's octets when an item needs them, and its structure items (from the
+/// cache, or parsed and then cached).
+fn contents(mb: &mut Mailbox, uid: u32, items: &[FetchItem]) -> (Option<Vec<u8>>, Option<Entry>) {
+    let want_structure = items.iter().any(is_structure);
+    let cached = want_structure.then(|| mb.cache.get(uid).cloned()).flatten();
+    let body = if items.iter().any(needs_file) || (want_structure && cached.is_none()) {
+        read(&mut mb.folder, uid)
+    } else {
+        None
+    };
+    let entry = match (cached, body.as_deref()) {
+        (Some(e), _) => Some(e),
+        (None, Some(raw)) if want_structure => {
+            let e = encode_structure(raw);
+            mb.cache.put(uid, e.clone());
+            Some(e)
+        }
+        _ => None,
+    };
+    (body, entry)
 }
 
 fn sets_seen(item: &FetchItem) -> bool {
@@ -163,7 +180,7 @@ struct Msg<'a> {
 }
 
 /// Sets `\Seen` on the targets without it; returns their UIDs.
-fn mark_seen(folder: &mut shared::mailstore::Folder, targets: &[(u32, u32)]) -> Vec<u32> {
+fn mark_seen(folder: &mut shared::mailstore::Folder, targets: &[(u32, u32)]) -> HashSet<u32> {
     let unseen: Vec<u32> = targets
         .iter()
         .filter(|(_, uid)| {
@@ -174,13 +191,13 @@ fn mark_seen(folder: &mut shared::mailstore::Folder, targets: &[(u32, u32)]) -> 
         .map(|&(_, uid)| uid)
         .collect();
     if unseen.is_empty() {
-        return unseen;
+        return HashSet::new();
     }
     match folder.store_flags(&unseen, StoreOp::Add, Flags::SEEN, &[], None) {
         Ok(o) => o.modified.into_iter().map(|(uid, _)| uid).collect(),
         Err(e) => {
             tracing::warn!(event = "imap.seen_failed", error = %e, "cannot set \\Seen");
-            Vec::new()
+            HashSet::new()
         }
     }
 }

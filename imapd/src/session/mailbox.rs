@@ -156,14 +156,9 @@ impl Session {
         let Some(name) = self.decode_name(raw) else {
             return self.finish_bad(tag, "Invalid mailbox name encoding");
         };
-        let folder = self
-            .store()
-            .and_then(|s| s.open_folder(&name))
-            .and_then(|mut f| {
-                f.sync()?;
-                Ok(f)
-            });
-        let folder = match folder {
+        // sync: also takes in files outside programs put in new/ and cur/.
+        let opened = self.store().and_then(|s| s.open_folder(&name));
+        let folder = match opened.and_then(|mut f| f.sync().map(|_| f)) {
             Ok(f) => f,
             Err(e) => return self.store_error(tag, &e),
         };
@@ -175,12 +170,12 @@ impl Session {
             super::qresync::select_resync(&mb, q, &mut self.out, enc);
         }
         self.state = State::Selected(Box::new(mb));
-        let code = if read_only {
+        let code = Some(if read_only {
             Code::ReadOnly
         } else {
             Code::ReadWrite
-        };
-        self.ok(tag, Some(code), "Selected");
+        });
+        self.ok(tag, code, "Selected");
         Step::Next
     }
 

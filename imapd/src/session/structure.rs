@@ -235,6 +235,17 @@ fn structure(entity: &[u8], depth: usize, in_digest: bool) -> BodyStructure<'_> 
             },
         };
     }
+    single(header, body, (media, subtype, params), depth)
+}
+
+/// A non-multipart entity: its fields, and the kind (text lines, an encapsulated message).
+fn single<'a>(
+    header: &'a [u8],
+    body: &'a [u8],
+    ct: ContentType<'a>,
+    depth: usize,
+) -> BodyStructure<'a> {
+    let (media, subtype, params) = ct;
     let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
     let kind = if media.eq_ignore_ascii_case(b"text") {
         SingleKind::Text { lines }

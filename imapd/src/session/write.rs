@@ -7,10 +7,10 @@
 use shared::mailstore::{Flags, StoreOp};
 
 use super::fetch::FetchArgs;
-use super::selected::ranges;
+use super::selected::{Mailbox, ranges};
 use super::{Session, State, Step};
 use crate::command::{Append, CommandBody, DateTime, SequenceSet, StoreMode};
-use crate::response::{Code, Data, FetchAttr, Response, SystemFlags};
+use crate::response::{Code, Data, Encoding, FetchAttr, Response, SystemFlags};
 
 impl Session {
     pub(super) fn message_command(&mut self, tag: Vec<u8>, body: CommandBody) -> Step {
@@ -94,6 +94,7 @@ impl Session {
             StoreMode::Remove => StoreOp::Remove,
             StoreMode::Replace => StoreOp::Replace,
         };
+        // RFC 7162 §3.1.3: messages changed since are left alone and named in MODIFIED.
         let outcome = match mb
             .folder
             .store_flags(&uids, op, system, &keywords, a.unchanged_since)
@@ -103,30 +104,9 @@ impl Session {
         };
         // RFC 9051 §6.4.6: the new flags unless .SILENT; RFC 7162 §3.1.3: MODSEQ always
         // under CONDSTORE.
-        let report: Vec<u32> = if a.silent && !condstore {
-            Vec::new()
-        } else {
-            outcome.modified.iter().map(|&(uid, _)| uid).collect()
-        };
-        for uid in report {
-            let (Some(seq), Some(m)) = (mb.seq_of(uid), mb.folder.message(uid)) else {
-                continue;
-            };
-            let kw: Vec<&[u8]> = m.keywords.iter().map(|k| k.as_bytes()).collect();
-            let mut attrs = Vec::new();
-            if !a.silent {
-                attrs.push(FetchAttr::Flags {
-                    system: SystemFlags(m.flags.bits()),
-                    keywords: &kw,
-                });
-            }
-            if a.uid {
-                attrs.push(FetchAttr::Uid(uid));
-            }
-            if condstore {
-                attrs.push(FetchAttr::ModSeq(m.modseq));
-            }
-            Response::Data(Data::Fetch { seq, attrs: &attrs }).encode(out, enc);
+        if !a.silent || condstore {
+            let changed: Vec<u32> = outcome.modified.iter().map(|&(uid, _)| uid).collect();
+            report_flags(mb, out, enc, &changed, &a, condstore);
         }
         let conflicts: Vec<u32> = if a.uid {
             outcome.conflicts.clone()
@@ -283,6 +263,37 @@ impl Session {
         self.updates(uid);
         self.ok(tag, code, "COPY completed");
         Step::Next
+    }
+}
+
+/// `* n FETCH (FLAGS … UID … MODSEQ …)` for the messages a STORE changed.
+fn report_flags(
+    mb: &Mailbox,
+    out: &mut Vec<u8>,
+    enc: Encoding,
+    uids: &[u32],
+    a: &StoreArgs,
+    condstore: bool,
+) {
+    for &uid in uids {
+        let (Some(seq), Some(m)) = (mb.seq_of(uid), mb.folder.message(uid)) else {
+            continue;
+        };
+        let kw: Vec<&[u8]> = m.keywords.iter().map(|k| k.as_bytes()).collect();
+        let mut attrs = Vec::new();
+        if !a.silent {
+            attrs.push(FetchAttr::Flags {
+                system: SystemFlags(m.flags.bits()),
+                keywords: &kw,
+            });
+        }
+        if a.uid {
+            attrs.push(FetchAttr::Uid(uid));
+        }
+        if condstore {
+            attrs.push(FetchAttr::ModSeq(m.modseq));
+        }
+        Response::Data(Data::Fetch { seq, attrs: &attrs }).encode(out, enc);
     }
 }
 
