@@ -208,3 +208,40 @@ fn plaintext_pipelined_after_starttls_is_dropped() {
     server.wait_log("imap.starttls_dropped", 0);
     still_serving(&server);
 }
+
+#[test]
+fn silent_client_is_logged_out_and_sessions_per_user_are_capped() {
+    let setup = Setup::new("[limits]\nidle_timeout = \"1s\"\n\n[imap]\nsessions_per_user = 2\n");
+    setup.add_user("alice@example.test", "alice-pw");
+    let server = setup.start();
+    let mut c = Client::connect(&server);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.line(), "* BYE Autologout: idle for too long\r\n");
+    assert!(c.closed());
+    let port = server.setup().port("imaps").to_string();
+    let (status, out, err) = python(SESSIONS_PER_USER, &[&port]);
+    println!("{out}{err}");
+    assert!(status.success());
+    server.wait_log("imap.too_many_user_sessions", 0);
+    still_serving(&server);
+}
+
+/// Two sessions of one user are allowed, the third is refused until one ends.
+const SESSIONS_PER_USER: &str = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def connect():
+    return imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+a, b, c = connect(), connect(), connect()
+a.login("alice@example.test", "alice-pw")
+b.login("alice@example.test", "alice-pw")
+try:
+    c.login("alice@example.test", "alice-pw")
+    raise SystemExit("third session accepted")
+except imaplib.IMAP4.error as e:
+    assert "[LIMIT]" in str(e), e
+a.logout()
+import time; time.sleep(0.2)
+c.login("alice@example.test", "alice-pw")
+print("third session after the first ended")
+"#;
