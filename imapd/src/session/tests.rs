@@ -452,3 +452,57 @@ fn searchres_saves_and_dollar_refers_to_it() {
     let (_, out) = run(&mut s, "g UID SEARCH UID $ NOT 1");
     assert_eq!(out, "* SEARCH 3\r\ng OK done\r\n");
 }
+
+/// A client's whole conversation framed from bytes (literals included) and run through a
+/// session: the transcript, with the per-run UIDVALIDITY and modseqs taken out.
+fn transcript(chunks: &[&[u8]]) -> String {
+    use crate::testutil::{Event, drive};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let (events, left) = drive(chunks.iter().copied(), &crate::frame::Limits::default());
+    assert_eq!(left, 0);
+    let mut out = String::new();
+    for e in events {
+        match e {
+            Event::Continue => out.push_str("+ OK\r\n"),
+            Event::Command(Ok(cmd)) => {
+                s.handle(cmd);
+                out.push_str(&String::from_utf8(s.take_output()).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    out.lines()
+        .filter(|l| !l.contains("UIDVALIDITY") && !l.contains("HIGHESTMODSEQ"))
+        .map(|l| l.split(" [APPENDUID").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_conversation_split_anywhere_gives_the_same_transcript() {
+    let input: &[u8] = b"a APPEND INBOX (\\Flagged) {21}\r\nSubject: hi\r\n\r\nbody\r\n\r\n\
+b SELECT INBOX\r\nc FETCH 1 (FLAGS BODY[HEADER.FIELDS (SUBJECT)])\r\n\
+d APPEND INBOX {5+}\r\nhello\r\ne UID SEARCH NOT FLAGGED\r\nf STORE 1:2 +FLAGS (\\Seen)\r\n";
+    let whole = transcript(&[input]);
+    assert!(
+        whole.contains("* 1 FETCH (FLAGS (\\Seen \\Flagged) BODY[HEADER.FIELDS (SUBJECT)] {15}"),
+        "{whole}"
+    );
+    assert!(whole.contains("* SEARCH 2\ne OK done"), "{whole}");
+    assert!(
+        whole.ends_with(
+            "* 1 FETCH (FLAGS (\\Seen \\Flagged))\n* 2 FETCH (FLAGS (\\Seen))\nf OK done"
+        ),
+        "{whole}"
+    );
+    for at in 1..input.len() {
+        assert_eq!(
+            transcript(&[&input[..at], &input[at..]]),
+            whole,
+            "split at {at}"
+        );
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(transcript(&bytes), whole, "byte by byte");
+}

@@ -102,9 +102,13 @@ impl Session {
             Ok(o) => o,
             Err(e) => return self.store_error(tag, &e),
         };
-        // RFC 9051 §6.4.6: the new flags unless .SILENT; RFC 7162 §3.1.3: MODSEQ always
-        // under CONDSTORE.
-        if !a.silent || condstore {
+        // RFC 9051 §6.4.6: the flags of every message of the set unless .SILENT (except
+        // those UNCHANGEDSINCE kept); RFC 7162 §3.1.3: MODSEQ of the changed ones even then.
+        if !a.silent {
+            let kept: std::collections::HashSet<u32> = outcome.conflicts.iter().copied().collect();
+            let all: Vec<u32> = uids.iter().copied().filter(|u| !kept.contains(u)).collect();
+            report_flags(mb, out, enc, &all, &a, condstore);
+        } else if condstore {
             let changed: Vec<u32> = outcome.modified.iter().map(|&(uid, _)| uid).collect();
             report_flags(mb, out, enc, &changed, &a, condstore);
         }
