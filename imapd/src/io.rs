@@ -221,6 +221,10 @@ impl Driver {
                         Line::Eof => return Ok(false),
                     }
                 }
+                Step::Flush => {
+                    self.conn.flush().await?;
+                    self.blocking(|s| s.resume()).await?
+                }
                 Step::Idle => self.idle().await?,
             };
         }

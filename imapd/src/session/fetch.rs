@@ -56,50 +56,93 @@ impl Session {
         if args.vanished {
             super::qresync::fetch_vanished(mb, set, out, enc);
         }
-        let all_known = fetch_all(mb, out, enc, &targets, &items, &args);
-        self.updates(args.uid);
-        if !all_known {
-            let text = "Unknown Content-Transfer-Encoding";
-            return self.no(tag, Some(Code::UnknownCte), text);
+        let seen_now = if !mb.read_only && items.iter().any(sets_seen) {
+            mark_seen(&mut mb.folder, &targets)
+        } else {
+            HashSet::new()
+        };
+        self.fetching = Some(Box::new(PendingFetch {
+            tag: tag.to_vec(),
+            targets,
+            next: 0,
+            items,
+            args,
+            seen_now,
+            all_known: true,
+        }));
+        self.resume()
+    }
+
+    /// Writes the next batch of a FETCH's responses (about [`BATCH`] octets); after the
+    /// last, the updates and the tagged reply. [`Step::Flush`] while more remain, so a
+    /// `FETCH 1:* BODY[]` over a large folder never sits whole in memory.
+    pub fn resume(&mut self) -> Step {
+        let enc = self.encoding();
+        let (Some(mut f), State::Selected(mb)) = (self.fetching.take(), &mut self.state) else {
+            return Step::Next;
+        };
+        while f.next < f.targets.len() && self.out.len() < BATCH {
+            let (seq, uid) = f.targets[f.next];
+            f.next += 1;
+            f.all_known &= fetch_one(mb, &mut self.out, enc, seq, uid, &f);
         }
-        self.done(tag)
+        mb.cache.save();
+        if f.next < f.targets.len() {
+            self.fetching = Some(f);
+            return Step::Flush;
+        }
+        self.updates(f.args.uid);
+        if !f.all_known {
+            let text = "Unknown Content-Transfer-Encoding";
+            return self.no(&f.tag, Some(Code::UnknownCte), text);
+        }
+        self.done(&f.tag)
     }
 }
 
-/// The FETCH responses of `targets`; false when a BINARY item met an unknown encoding.
-fn fetch_all(
+/// Output written per batch of a long FETCH before it is sent.
+const BATCH: usize = 1 << 20;
+
+/// A FETCH under way: what remains to send.
+pub(super) struct PendingFetch {
+    tag: Vec<u8>,
+    targets: Vec<(u32, u32)>,
+    next: usize,
+    items: Vec<FetchItem>,
+    args: FetchArgs,
+    /// Messages this FETCH set `\Seen` on: their FLAGS go with them.
+    seen_now: HashSet<u32>,
+    all_known: bool,
+}
+
+/// The FETCH response of one message; false when a BINARY item met an unknown encoding.
+fn fetch_one(
     mb: &mut Mailbox,
     out: &mut Vec<u8>,
     enc: Encoding,
-    targets: &[(u32, u32)],
-    items: &[FetchItem],
-    args: &FetchArgs,
+    seq: u32,
+    uid: u32,
+    f: &PendingFetch,
 ) -> bool {
-    let seen_now: HashSet<u32> = if !mb.read_only && items.iter().any(sets_seen) {
-        mark_seen(&mut mb.folder, targets)
-    } else {
-        HashSet::new()
+    let Some(info) = mb.folder.message(uid).cloned() else {
+        return true; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
     };
-    let mut all_known = true;
-    for &(seq, uid) in targets {
-        let Some(info) = mb.folder.message(uid).cloned() else {
-            continue; // expunged by another session, not announced yet (RFC 2180 §4.1.3)
-        };
-        if args.changed_since.is_some_and(|since| info.modseq <= since) {
-            continue;
-        }
-        let (body, entry) = contents(mb, uid, items);
-        let flags_too = seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
-        let msg = Msg {
-            seq,
-            info: &info,
-            body: body.as_deref(),
-            structure: entry.as_ref(),
-        };
-        all_known &= one(out, enc, &msg, items, flags_too);
+    if f.args
+        .changed_since
+        .is_some_and(|since| info.modseq <= since)
+    {
+        return true;
     }
-    mb.cache.save();
-    all_known
+    let items = &f.items;
+    let (body, entry) = contents(mb, uid, items);
+    let flags_too = f.seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
+    let msg = Msg {
+        seq,
+        info: &info,
+        body: body.as_deref(),
+        structure: entry.as_ref(),
+    };
+    one(out, enc, &msg, items, flags_too)
 }
 
 /// The message's octets when an item needs them, and its structure items (from the

@@ -57,6 +57,8 @@ pub enum Step {
     Verify(Credentials),
     /// Send `+ `, read one line and give it to [`Session::auth_line`] (RFC 9051 §6.2.2).
     AuthContinue,
+    /// Send the output, then call [`Session::resume`] (a long FETCH in batches).
+    Flush,
     /// Send `+ idling`; until DONE (to [`Session::idle_done`]) call [`Session::idle_poll`]
     /// when the folder's files change (RFC 2177).
     Idle,
@@ -127,6 +129,8 @@ pub struct Session {
     commands_before_auth: u32,
     /// The tag of the command waiting for authd, an AUTHENTICATE line or IDLE's DONE.
     pending_tag: Vec<u8>,
+    /// A FETCH whose responses are being sent in batches.
+    fetching: Option<Box<fetch::PendingFetch>>,
     out: Vec<u8>,
 }
 
@@ -143,6 +147,7 @@ impl Session {
             errors: 0,
             commands_before_auth: 0,
             pending_tag: Vec::new(),
+            fetching: None,
             out: Vec::new(),
         }
     }

@@ -15,7 +15,7 @@ fn config(dir: &tempfile::TempDir) -> Arc<Config> {
         mail_root: dir.path().to_path_buf(),
         max_errors: 3,
         max_commands_before_auth: 10,
-        append_limit: 1000,
+        append_limit: 2_000_000,
         max_depth: 32,
     })
 }
@@ -23,7 +23,10 @@ fn config(dir: &tempfile::TempDir) -> Arc<Config> {
 /// Feeds one command line; returns the step and what the session wrote.
 fn run(s: &mut Session, line: &str) -> (Step, String) {
     let cmd = parse_command(format!("{line}\r\n").as_bytes(), &ParseLimits::default()).unwrap();
-    let step = s.handle(cmd);
+    let mut step = s.handle(cmd);
+    while step == Step::Flush {
+        step = s.resume();
+    }
     (step, String::from_utf8(s.take_output()).unwrap())
 }
 
@@ -505,4 +508,29 @@ d APPEND INBOX {5+}\r\nhello\r\ne UID SEARCH NOT FLAGGED\r\nf STORE 1:2 +FLAGS (
     }
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     assert_eq!(transcript(&bytes), whole, "byte by byte");
+}
+
+#[test]
+fn a_long_fetch_is_sent_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let body = "x".repeat(700_000);
+    for _ in 0..3 {
+        run(
+            &mut s,
+            &format!("a APPEND INBOX {{{}+}}\r\n{body}", body.len()),
+        );
+    }
+    run(&mut s, "s SELECT INBOX");
+    let cmd = parse_command(b"f FETCH 1:* BODY.PEEK[]\r\n", &ParseLimits::default()).unwrap();
+    let mut step = s.handle(cmd);
+    let mut batches = Vec::new();
+    while step == Step::Flush {
+        batches.push(s.take_output().len());
+        step = s.resume();
+    }
+    batches.push(s.take_output().len());
+    assert_eq!(step, Step::Next);
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    assert!(batches.iter().all(|&n| n < 1_500_000), "{batches:?}");
 }
