@@ -34,7 +34,7 @@ pub(super) fn missing(set: &SequenceSet, existing: &[u32], last_uid: u32) -> Vec
             if u > next {
                 out.push((next, u - 1));
             }
-            next = u + 1;
+            next = u.saturating_add(1);
         }
         if next <= hi {
             out.push((next, hi));

@@ -263,7 +263,9 @@ fn header_has(mb: &mut Mailbox, c: &mut Candidate, name: &[u8], needle: &[u8]) -
         .iter()
         .filter(|h| h.name.as_str().eq_ignore_ascii_case(&name))
         .any(|h| {
-            let raw_value = &header[h.offset_start as usize..h.offset_end as usize];
+            let raw_value = header
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
             needle.is_empty()
                 || lower(raw_value).contains(&needle)
                 || decoded(&h.value).contains(&needle)
