@@ -5,15 +5,12 @@
 //! decisions are the session's.
 
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use shared::proto::auth::{AuthClient, Mechanism, TempReason, VerifyOutcome};
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -24,6 +21,7 @@ use crate::frame::Limits;
 use crate::limits::{UserSlot, Users};
 use crate::response::{Response, Untagged};
 use crate::session::{Credentials, Session, Step};
+use crate::watch::{Subscription, Watches};
 
 /// What every connection shares.
 pub struct Context {
@@ -36,6 +34,9 @@ pub struct Context {
     /// Read timeout once logged in and in IDLE (RFC 9051 §5.4: at least 30 minutes).
     pub idle_logged_in: Duration,
     pub users: Arc<Users>,
+    /// The process's inotify watches for IDLE; `None` when inotify is unavailable (IDLE then
+    /// polls every 30 seconds).
+    pub watches: Option<Arc<Watches>>,
 }
 
 /// A plain or TLS connection.
@@ -309,8 +310,9 @@ impl Driver {
             .as_ref()
             .and_then(Session::folder)
             .map(|f| f.watch_paths());
-        let mut watcher = paths.and_then(|p| match Watcher::new(&p) {
-            Ok(w) => Some(w),
+        let watches = self.ctx.watches.as_ref();
+        let mut watcher = paths.zip(watches).and_then(|(p, w)| match w.subscribe(&p) {
+            Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(event = "imap.inotify_failed", error = %e, "cannot watch the folder; polling");
                 None
@@ -353,57 +355,12 @@ fn unreachable_session() -> Session {
     )
 }
 
-/// inotify on a folder's files (its log, `new/` and the folder directory, where a
-/// compaction renames a new log in).
-struct Watcher {
-    fd: AsyncFd<RawInotify>,
-}
-
-struct RawInotify(Inotify);
-
-impl AsRawFd for RawInotify {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
+/// Waits for a change of the watched folder (forever without a watch).
+async fn wait(w: &mut Option<Subscription>) {
+    match w {
+        Some(s) => s.changed().await,
+        None => std::future::pending().await,
     }
-}
-
-impl Watcher {
-    fn new(paths: &[PathBuf]) -> std::io::Result<Watcher> {
-        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        let flags =
-            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO;
-        let mut all: Vec<PathBuf> = paths.to_vec();
-        if let Some(dir) = paths.first().and_then(|p| p.parent()) {
-            all.push(dir.to_path_buf());
-        }
-        for p in &all {
-            if let Err(e) = ino.add_watch(p.as_path(), flags) {
-                tracing::debug!(path = %p.display(), error = %e, "cannot watch");
-            }
-        }
-        // SAFETY: the descriptor belongs to the `Inotify` moved into the `AsyncFd`: it stays
-        // open and the same for the `AsyncFd`'s whole life, as `register` requires.
-        let fd = unsafe { AsyncFd::register(RawInotify(ino)) }.map_err(|e| e.into_parts().1)?;
-        Ok(Watcher { fd })
-    }
-}
-
-/// Waits for an event (forever without a watcher), then lets a burst settle.
-async fn wait(w: &mut Option<Watcher>) {
-    let Some(w) = w else {
-        return std::future::pending().await;
-    };
-    loop {
-        let Ok(mut guard) = w.fd.readable().await else {
-            return std::future::pending().await;
-        };
-        match guard.get_inner().0.read_events() {
-            Ok(events) if !events.is_empty() => break,
-            Ok(_) | Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
-            Err(_) => return std::future::pending().await,
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
 /// `* BYE` for a connection refused before its session starts.

@@ -13,6 +13,7 @@ pub mod response;
 pub mod session;
 #[cfg(test)]
 mod testutil;
+pub mod watch;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -97,6 +98,13 @@ fn io_context(slice: &shared::config::slice::DaemonSlice, tls: Option<TlsAccepto
         idle_before_login: l.idle_timeout,
         idle_logged_in: imap.idle_timeout.max(MIN_LOGGED_IN_IDLE),
         users: limits::Users::new(imap.sessions_per_user, u32::MAX),
+        watches: match watch::Watches::start() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(event = "imap.inotify_failed", error = %e, "no inotify; IDLE polls");
+                None
+            }
+        },
     }
 }
 

@@ -69,6 +69,16 @@ fn idle_is_woken_by_an_smtp_delivery() {
 }
 
 #[test]
+fn many_idle_sessions_share_the_watches_and_all_wake() {
+    let setup =
+        Setup::new("[imap]\nsessions_per_user = 200\n\n[limits]\nconnections_per_ip = 300\n");
+    setup.add_user(USER, PASSWORD);
+    let server = setup.start();
+    let out = run(&server, include_str!("imap/idle_many.py"));
+    assert!(out.contains("done"));
+}
+
+#[test]
 fn curl_lists_and_fetches() {
     let server = server();
     run(
