@@ -251,7 +251,10 @@ impl Session {
         if let State::Selected(mb) = &mut self.state
             && mb.folder.name() == name
         {
-            mb.folder.refresh()?;
+            // What changed is kept for the next announcement, not lost here.
+            let changes = mb.folder.refresh()?;
+            mb.changed.extend(changes.flags);
+            mb.maybe_expunged |= !changes.expunged.is_empty();
             return Ok(values(&mb.folder, items, self.cfg.append_limit));
         }
         let folder = self.store()?.open_folder(name)?;

@@ -129,6 +129,9 @@ pub struct Session {
     commands_before_auth: u32,
     /// The tag of the command waiting for authd, an AUTHENTICATE line or IDLE's DONE.
     pending_tag: Vec<u8>,
+    /// Whether the command being answered may announce EXPUNGE (not FETCH, STORE, SEARCH by
+    /// sequence number, RFC 9051 §7.5.1).
+    allow_expunge: bool,
     /// A FETCH whose responses are being sent in batches.
     fetching: Option<Box<fetch::PendingFetch>>,
     out: Vec<u8>,
@@ -147,6 +150,7 @@ impl Session {
             errors: 0,
             commands_before_auth: 0,
             pending_tag: Vec::new(),
+            allow_expunge: true,
             fetching: None,
             out: Vec::new(),
         }
@@ -215,6 +219,12 @@ impl Session {
         if let Err(text) = self.check_rule(&cmd.body) {
             return self.finish_bad(&cmd.tag, text);
         }
+        self.allow_expunge = !matches!(
+            cmd.body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search(crate::command::Search { uid: false, .. })
+        );
         let step = self.dispatch(cmd.tag.clone(), cmd.body);
         if matches!(self.state, State::Logout) {
             return Step::Close;
@@ -396,8 +406,9 @@ impl Session {
         self.tagged(tag, Status::Ok, code, text);
     }
 
-    /// `tag OK done` after the pending updates.
+    /// `tag OK done` after the pending updates of the selected mailbox (RFC 9051 §7).
     fn done(&mut self, tag: &[u8]) -> Step {
+        self.updates(self.allow_expunge);
         self.ok(tag, None, "done");
         Step::Next
     }

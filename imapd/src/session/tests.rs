@@ -534,3 +534,17 @@ fn a_long_fetch_is_sent_in_batches() {
     assert_eq!(batches.len(), 2, "{batches:?}");
     assert!(batches.iter().all(|&n| n < 1_500_000), "{batches:?}");
 }
+
+#[test]
+fn status_of_the_selected_folder_does_not_swallow_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = logged_in(&dir);
+    let mut b = logged_in(&dir);
+    run(&mut a, "x APPEND INBOX {12+}\r\nSubject: x\r\n");
+    run(&mut a, "s SELECT INBOX");
+    run(&mut b, "s SELECT INBOX");
+    run(&mut b, "f STORE 1 +FLAGS (\\Flagged)");
+    let (_, out) = run(&mut a, "t STATUS INBOX (MESSAGES)");
+    assert!(out.contains("* STATUS INBOX (MESSAGES 1)"), "{out}");
+    assert!(out.contains("* 1 FETCH (FLAGS (\\Flagged) UID 1)"), "{out}");
+}
