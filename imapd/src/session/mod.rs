@@ -15,6 +15,7 @@ mod message;
 mod qresync;
 mod search;
 mod selected;
+mod sort;
 mod structure;
 #[cfg(test)]
 mod tests;
@@ -224,6 +225,10 @@ impl Session {
             CommandBody::Fetch { uid: false, .. }
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search(crate::command::Search { uid: false, .. })
+                | CommandBody::Sort {
+                    search: crate::command::Search { uid: false, .. },
+                    ..
+                }
         );
         let step = self.dispatch(cmd.tag.clone(), cmd.body);
         if matches!(self.state, State::Logout) {
@@ -291,7 +296,8 @@ impl Session {
             C::Enable(caps) => self.enable(&tag, &caps),
             C::Idle => self.idle(tag),
             C::Namespace => self.namespace(&tag),
-            C::GetQuota(_) | C::GetQuotaRoot(_) | C::SetQuota { .. } | C::Sort { .. } => {
+            C::Sort { search, criteria } => self.sort(&tag, &search, &criteria),
+            C::GetQuota(_) | C::GetQuotaRoot(_) | C::SetQuota { .. } => {
                 self.finish_bad(&tag, "Command not supported")
             }
             body => self.mailbox_command(tag, body),
@@ -444,4 +450,6 @@ const EXTENSIONS: &[&str] = &[
     "UTF8=ACCEPT",
     "BINARY",
     "SEARCHRES",
+    "SORT",
+    "SORT=DISPLAY",
 ];

@@ -115,7 +115,7 @@ fn uses_modseq(key: &SearchKey) -> bool {
 }
 
 /// The (sequence number, UID) of every match, and the highest modseq among them.
-fn run(mb: &mut Mailbox, key: &SearchKey) -> (Vec<(u32, u32)>, u64) {
+pub(super) fn run(mb: &mut Mailbox, key: &SearchKey) -> (Vec<(u32, u32)>, u64) {
     let mut hits = Vec::new();
     let mut highest = 0;
     let uids = mb.uids.clone();

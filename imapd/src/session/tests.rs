@@ -548,3 +548,39 @@ fn status_of_the_selected_folder_does_not_swallow_updates() {
     assert!(out.contains("* STATUS INBOX (MESSAGES 1)"), "{out}");
     assert!(out.contains("* 1 FETCH (FLAGS (\\Flagged) UID 1)"), "{out}");
 }
+
+#[test]
+fn sort_by_subject_date_size_and_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    let msgs = [
+        "From: Zed <zed@x>\r\nSubject: Re: beta\r\nDate: Tue, 2 Jan 2024 10:00:00 +0000\r\n\r\nshort\r\n",
+        "From: adam@x\r\nSubject: alpha\r\nDate: Wed, 3 Jan 2024 10:00:00 +0000\r\n\r\na much longer body here, really longer\r\n",
+        "From: Bob <bob@x>\r\nSubject: [list] Gamma\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nmid body\r\n",
+    ];
+    for m in msgs {
+        run(&mut s, &format!("x APPEND INBOX {{{}+}}\r\n{m}", m.len()));
+    }
+    run(&mut s, "s SELECT INBOX");
+    let sort = |s: &mut Session, q: &str| run(s, &format!("t {q}")).1;
+    assert_eq!(
+        sort(&mut s, "SORT (SUBJECT) UTF-8 ALL"),
+        "* SORT 2 1 3\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        sort(&mut s, "SORT (DATE) UTF-8 ALL"),
+        "* SORT 3 1 2\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        sort(&mut s, "SORT (REVERSE SIZE) UTF-8 ALL"),
+        "* SORT 2 3 1\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        sort(&mut s, "UID SORT (FROM) UTF-8 NOT FROM adam"),
+        "* SORT 3 1\r\nt OK done\r\n"
+    );
+    assert_eq!(
+        sort(&mut s, "SORT (DISPLAYFROM) UTF-8 ALL"),
+        "* SORT 2 3 1\r\nt OK done\r\n"
+    );
+}
