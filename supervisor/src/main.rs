@@ -49,7 +49,7 @@ enum Command {
     /// Manage aliases (the aliases file).
     #[command(subcommand)]
     Alias(AliasCommand),
-    /// Import users and aliases from another mail server's configuration.
+    /// Import users and aliases, or mailboxes, from another mail server.
     #[command(subcommand)]
     Import(ImportCommand),
     /// Write the manual pages or shell completions into DIR (used to build the package).
@@ -68,6 +68,21 @@ enum ImportCommand {
         /// docker-mailserver's config/ directory (docker-data/dms/config).
         dir: PathBuf,
         /// Report what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy a Maildir++ (INBOX and its .Folder subfolders, with Dovecot's dovecot-uidlist,
+    /// dovecot-keywords and subscriptions) into USER's mailstore, keeping UIDVALIDITY, UIDs,
+    /// flags and keywords (so IMAP clients and POP3 UIDLs see the same messages), then check
+    /// them by opening every folder. The destination must hold no mail; stop the server
+    /// first. As root, the copy is given to the mail service user.
+    Maildir {
+        /// The Maildir (e.g. docker-mailserver's mail-data/DOMAIN/USER).
+        src: PathBuf,
+        /// The Postern user whose mailbox receives the copy.
+        #[arg(long, value_name = "USER@DOMAIN")]
+        user: String,
+        /// Report what would be copied; write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -151,6 +166,13 @@ fn main() -> ExitCode {
         }),
         Command::Import(ImportCommand::Dms { dir, dry_run }) => {
             import_dms(&cli.config, &dir, dry_run)
+        }
+        Command::Import(ImportCommand::Maildir { src, user, dry_run }) => {
+            let write = match dry_run {
+                true => import::Write::DryRun,
+                false => import::Write::Yes,
+            };
+            admin_verb(&cli.config, |c| import::maildir::run(c, &src, &user, write))
         }
         Command::Generate { what, dir } => {
             let done = match what {

@@ -3,6 +3,8 @@
 //! a timeout; no fixed ports. As root the supervisor drops privileges for real (service users
 //! are created on demand), so tests see the production process model.
 
+pub mod dovecot;
+
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;

@@ -138,7 +138,7 @@ fn assert_report(out: &str, dms: &std::path::Path) {
     );
     assert!(out.contains("dovecot-quotas.cf not read"), "{out}");
     assert!(
-        out.contains("import maildir` is not available yet"),
+        out.contains("`postern import maildir MAILDIR --user USER@DOMAIN`"),
         "{out}"
     );
 }

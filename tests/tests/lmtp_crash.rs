@@ -383,7 +383,8 @@ fn check_maildirs(server: &Server, reports: &[ClientReport]) -> usize {
 
 /// Each INBOX index after the kills: readable, UIDs unique and increasing, every indexed
 /// file present and indexed once; the few files whose MDA was killed between the link and
-/// the index append are indexed by the first sync, after every UID already given.
+/// the index append are indexed by the first sync, after every UID already given, and every
+/// file name carries its UID.
 fn check_indexes(server: &Server) {
     let mut unindexed = 0;
     for user in USERS {
@@ -417,6 +418,16 @@ fn check_indexes(server: &Server) {
         );
         unindexed += changes.added.len();
         assert_eq!(inbox.messages().len(), files(server, user, "new").len());
+        // Every name carries its UID (a file linked by a killed MDA whose UID was given
+        // again was renamed by the sync), so a lost index would give the same UIDs back.
+        for m in inbox.messages() {
+            assert!(
+                m.base().ends_with(&format!(",U={}", m.uid)),
+                "{user}: {} has UID {}",
+                m.file,
+                m.uid
+            );
+        }
     }
     eprintln!("lmtp_crash: indexes consistent; {unindexed} files indexed by the first sync");
 }

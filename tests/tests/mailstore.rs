@@ -1,10 +1,10 @@
 //! The mailstore as the real server fills it: messages delivered through postern-mda's
 //! `lmtp.sock` by Python's smtplib.LMTP get UIDs 1..n in the INBOX index at delivery time
-//! (the log exists and holds them before anything else opens the folder), and a real
-//! Dovecot's `dovecot-uidlist` for the same Maildir seeds the same UIDs in Postern.
+//! (the log exists and holds them before anything else opens the folder) and keep them when
+//! the index is lost; and a real Dovecot's `dovecot-uidlist` for the same Maildir seeds the
+//! same UIDs in Postern.
 
 use std::path::Path;
-use std::process::Command;
 
 use harness::*;
 use shared::mailstore::{LOG_FILE, Store, uidl};
@@ -62,6 +62,21 @@ fn deliveries_through_the_server_get_uids_one_to_n() {
         );
         assert_eq!(m.vsize, m.size + text.matches('\n').count() as u64);
     }
+    // The index lost (issue 6): the same UIDVALIDITY and UIDs, hence the same POP3 UIDLs,
+    // from the U= in the names and the recorded floor.
+    let uidls = |f: &shared::mailstore::Folder| -> Vec<String> {
+        f.messages()
+            .iter()
+            .map(|m| uidl(m.uid, f.uidvalidity()))
+            .collect()
+    };
+    let before = uidls(&inbox);
+    inbox.expunge(&[7]).unwrap();
+    drop(inbox);
+    std::fs::remove_file(root.join(LOG_FILE)).unwrap();
+    let inbox = store.open_folder("INBOX").unwrap();
+    assert_eq!(uidls(&inbox), before[..6], "UIDLs after the rebuild");
+    assert!(inbox.uidnext() > 7, "UID 7 is not given again");
     server.assert_no_panic();
 }
 
@@ -70,10 +85,6 @@ fn deliveries_through_the_server_get_uids_one_to_n() {
 /// its own, must show the same UIDVALIDITY and the same UID for every message.
 #[test]
 fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
-    let Some(doveadm) = which("doveadm") else {
-        eprintln!("SKIPPED: doveadm not installed (Debian package dovecot-core)");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     for sub in ["tmp", "new", "cur"] {
@@ -84,20 +95,10 @@ fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
         let name = format!("new/{}.M{i}P1.host,S={}", 1_700_000_000 + i, text.len());
         std::fs::write(maildir.join(name), text).unwrap();
     }
-    let config = dovecot_config(dir.path(), &maildir);
-    // Without -u, doveadm serves the user of its environment (no auth service needed).
-    let run = |args: &[&str]| {
-        let out = Command::new(&doveadm)
-            .arg("-c")
-            .arg(&config)
-            .args(args)
-            .env("USER", "tester")
-            .env("HOME", dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "doveadm {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
+    let Some(dovecot) = dovecot::Doveadm::new(dir.path(), &maildir) else {
+        return;
     };
+    let run = |args: &[&str]| dovecot.run(args);
     // Dovecot assigns UIDs, then expunges one and flags another, as a user would.
     run(&["mailbox", "status", "all", "INBOX"]);
     run(&["expunge", "mailbox", "INBOX", "uid", "2"]);
@@ -141,51 +142,54 @@ fn a_real_dovecot_uidlist_gives_postern_the_same_uids() {
     assert_eq!(uidl(4, uidvalidity), format!("00000004{uidvalidity:08X}"));
 }
 
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .chain([Path::new("/usr/sbin").join(name)])
-        .find(|p| p.is_file())
-}
-
-/// A minimal private Dovecot configuration for `doveadm` on the Maildir `maildir`. Dovecot
-/// refuses mail access as root: as root the Maildir is given to the `mail` user (uid 8, as
-/// Debian has it), otherwise the invoking user owns it.
-fn dovecot_config(dir: &Path, maildir: &Path) -> std::path::PathBuf {
-    let (uid, gid) = if is_root() {
-        let mail = nix::unistd::User::from_name("mail")
-            .unwrap()
-            .expect("user mail");
-        let status = Command::new("chown")
-            .args(["-R", "mail:mail"])
-            .arg(maildir)
-            .status()
+/// Postern's names (`,S=..,W=..,U=<uid>` and `:2,` flags, Dovecot keyword letters kept) read
+/// by a real Dovecot: every message seen, with Postern's CRLF size as its virtual size, its
+/// flags, and the keyword whose letter Dovecot's own `dovecot-keywords` gives.
+#[test]
+fn dovecot_reads_the_names_postern_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let store = Store::at(&maildir).unwrap();
+    let md = shared::maildir::Maildir::create(&maildir).unwrap();
+    for i in 0..3 {
+        md.deliver(&[format!("Subject: p{i}\n\nline\nline\n").as_bytes()], "mx")
             .unwrap();
-        assert!(status.success());
-        (mail.uid.as_raw(), mail.gid.as_raw())
-    } else {
-        (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        )
+    }
+    std::fs::write(maildir.join("dovecot-keywords"), "0 Work\n").unwrap();
+    let mut inbox = store.open_folder("INBOX").unwrap();
+    let (seen, work) = (shared::mailstore::Flags::SEEN, vec!["Work".to_string()]);
+    let op = shared::mailstore::StoreOp::Add;
+    inbox.store_flags(&[2], op, seen, &work, None).unwrap();
+    assert!(inbox.message(2).unwrap().file.ends_with(",U=2:2,Sa"));
+    let postern: Vec<(String, u64)> = inbox
+        .messages()
+        .iter()
+        .map(|m| (m.base().to_string(), m.vsize))
+        .collect();
+    drop(inbox);
+    let Some(dovecot) = dovecot::Doveadm::new(dir.path(), &maildir) else {
+        return;
     };
-    let base = dir.join("base");
-    std::fs::create_dir_all(&base).unwrap();
-    let config = dir.join("dovecot.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "base_dir = {base}\nstate_dir = {base}\ninstance_name = postern-test\n\
-             log_path = {log}\nssl = no\nprotocols =\n\
-             mail_uid = {uid}\nmail_gid = {gid}\nfirst_valid_uid = {uid}\nfirst_valid_gid = {gid}\n\
-             mail_location = maildir:{maildir}\n",
-            base = base.display(),
-            log = dir.join("dovecot.log").display(),
-            maildir = maildir.display(),
-        ),
-    )
-    .unwrap();
-    config
+    let rows = dovecot.fetch("INBOX", "hdr.subject size.virtual flags");
+    let mut got: Vec<(String, u64, String)> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone(),
+                r[1].parse().unwrap(),
+                r[2].split_whitespace()
+                    .filter(|f| *f != "\\Recent")
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, u64, String)> = (0..3)
+        .map(|i| {
+            let flags = if i == 1 { "\\Seen Work" } else { "" };
+            (format!("p{i}"), postern[i].1, flags.to_string())
+        })
+        .collect();
+    assert_eq!(got, want, "Postern's names: {postern:?}");
 }

@@ -1,11 +1,13 @@
-//! The UID step of a delivery (ARCHITECTURE §6 step 4): after the MDA has made a message
-//! durable in `new/`, [`index_delivery`] appends its add record under the index lock. Kept
-//! cheap for the MDA: each process remembers, per folder, only where it stopped reading the
-//! log and the next UID and modseq (not the messages), so a delivery costs a lock, two
-//! `stat`s, a read of what others appended, one `write` and an unlock. The log is not
-//! fsynced here: the message itself is durable, and whoever shows the UID to a client syncs
-//! the log first (`Folder::refresh`).
-
+//! The UID step of a delivery (ARCHITECTURE §6 step 4): [`link_delivery`] takes the message
+//! the MDA wrote and fsynced in `tmp/`, and under the index lock gives it the next UID, links
+//! it into `new/` under a name carrying that UID (`uids.rs`) and appends its add record.
+//! ([`index_delivery`] indexes a file already linked without one.) Kept cheap for the MDA:
+//! each process remembers, per folder, only where it stopped reading the log, the next UID
+//! and modseq and the UIDNEXT floor last seen recorded (not the messages), so a delivery
+//! costs a lock, two `stat`s, a read of what others appended, a link, one `write` and an
+//! unlock (plus a durable record of a higher floor once per `uids::HEADROOM` deliveries).
+//! The log is not fsynced here: whoever shows the UID to a client syncs the log first
+//! (`Folder::refresh`).
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

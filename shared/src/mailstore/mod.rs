@@ -127,6 +127,8 @@ pub fn uidl(uid: u32, uidvalidity: u32) -> String {
 mod tests_concurrency;
 #[cfg(test)]
 mod tests_folder;
+#[cfg(test)]
+mod tests_uids;
 
 #[cfg(test)]
 mod tests {

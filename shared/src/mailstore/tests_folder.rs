@@ -306,6 +306,30 @@ fn a_dovecot_uidlist_seeds_uidvalidity_uids_and_keywords() {
     );
     assert_eq!(f.message(7).unwrap().vsize, 9);
     assert_eq!(uidl(5, f.uidvalidity()), "000000050012D687");
+    // Flag changes keep the keyword letters dovecot-keywords knows (in ASCII order after the
+    // system flags), and a keyword it does not know gets none.
+    let mut f = f;
+    let kw = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    f.store_flags(
+        &[7],
+        StoreOp::Add,
+        Flags::FLAGGED,
+        &kw(&["Work", "New"]),
+        None,
+    )
+    .unwrap();
+    let file = f.message(7).unwrap().file.clone();
+    assert!(file.ends_with(",U=7:2,FRSab"), "{file}");
+    f.store_flags(
+        &[7],
+        StoreOp::Remove,
+        Flags::EMPTY,
+        &kw(&["$Forwarded"]),
+        None,
+    )
+    .unwrap();
+    assert!(f.message(7).unwrap().file.ends_with(":2,FRSb"));
+    assert!(root.join(&f.message(7).unwrap().file).is_file());
     // Losing Postern's index keeps the UIDVALIDITY, the seeded UIDs and the one in the name
     // of Postern's delivery; the file another program put there without one is numbered
     // from the recorded floor (UID 12 may have been seen: it is not given again).

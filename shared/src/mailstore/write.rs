@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::folder::{Changes, Folder, LogFile, Opened};
 use super::index::{self, Added, Record, VERSION};
 use super::scan::Counters;
-use super::{Error, Flags, IoContext, LOG_FILE, Result, uids};
+use super::{Error, Flags, IoContext, LOG_FILE, Result, base_of, dovecot, uids};
 use crate::maildir::{sync_dir, unique_name};
 
 /// Compaction is due when the log holds this many records and more than twice as many as
@@ -124,9 +124,9 @@ impl Folder {
         Ok(())
     }
 
-    /// STORE (RFC 3501 §6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3). System flags are also
-    /// written into the file names (renamed into `cur/`, directory fsynced before the index
-    /// records them). Messages whose flags would not change get no new modseq.
+    /// STORE (RFC 3501 §6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3). System flags, and the
+    /// keywords `dovecot-keywords` has letters for, are also written into the file names
+    /// (renamed into `cur/`, directory fsynced before the index records them). Messages whose flags would not change get no new modseq.
     pub fn store_flags(
         &mut self,
         uids: &[u32],
@@ -138,6 +138,7 @@ impl Folder {
         let (outcome, _) = self.with_lock(|f| {
             let mut ids = Counters::of(&f.state);
             let (mut records, mut out, mut renamed) = (Vec::new(), StoreOutcome::default(), false);
+            let letters = dovecot::read_keywords(&f.dir);
             for &uid in uids {
                 let Some(m) = f.state.find(uid) else { continue };
                 if unchanged_since.is_some_and(|since| m.modseq > since) {
@@ -148,18 +149,15 @@ impl Folder {
                 if fl == m.flags && kw == m.keywords {
                     continue;
                 }
-                let mut file = m.file.clone();
-                if fl != m.flags || file.starts_with("new/") {
-                    // The rename carries the UID into the name (`uids.rs`) if not there yet.
-                    let base = uids::with_uid(m.base(), uid);
-                    let target = format!("cur/{base}:2,{}", fl.to_maildir());
-                    match std::fs::rename(f.dir.join(&file), f.dir.join(&target)) {
-                        Ok(()) => (file, renamed) = (target, true),
-                        // Removed by another program: the next sync expunges it.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e).at(&f.dir.join(&file)),
+                let file = match renamed_for(&f.dir, &m.file, uid, fl, &kw, &letters)? {
+                    Renamed::Same => m.file.clone(),
+                    Renamed::To(target) => {
+                        renamed = true;
+                        target
                     }
-                }
+                    // Removed by another program: the next sync expunges it.
+                    Renamed::Gone => continue,
+                };
                 let ms = ids.next_ms();
                 out.modified.push((uid, ms));
                 records.push(Record::Flags {
@@ -357,6 +355,43 @@ struct NewFile {
     size: u64,
     vsize: u64,
     date: i64,
+}
+
+/// What a flag change did to a message's file.
+enum Renamed {
+    Same,
+    To(String),
+    Gone,
+}
+
+/// Renames `file` (of message `uid`) into `cur/` with the info its flags `fl` and keywords
+/// `kw` call for: the system flag letters, then the letters `dovecot-keywords` gives its
+/// keywords (so a Maildir reader that knows that file still sees them). The new name also
+/// carries the UID (`uids.rs`). No rename when the info is already right.
+fn renamed_for(
+    dir: &Path,
+    file: &str,
+    uid: u32,
+    fl: Flags,
+    kw: &[String],
+    letters: &[String],
+) -> Result<Renamed> {
+    let mut kw_letters: Vec<char> = kw
+        .iter()
+        .filter_map(|k| letters.iter().position(|l| l == k))
+        .filter_map(|i| char::from_u32(u32::from(b'a') + i as u32))
+        .collect();
+    kw_letters.sort_unstable();
+    let info = format!("{}{}", fl.to_maildir(), String::from_iter(kw_letters));
+    if file.starts_with("cur/") && file.split_once(":2,").map(|(_, i)| i) == Some(info.as_str()) {
+        return Ok(Renamed::Same);
+    }
+    let target = format!("cur/{}:2,{info}", uids::with_uid(base_of(file), uid));
+    match std::fs::rename(dir.join(file), dir.join(&target)) {
+        Ok(()) => Ok(Renamed::To(target)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Renamed::Gone),
+        Err(e) => Err(e).at(&dir.join(file)),
+    }
 }
 
 /// The flags and keywords STORE leaves on a message.

@@ -5,6 +5,7 @@
 //! The configuration file itself is never edited.
 
 mod dms;
+pub mod maildir;
 
 use std::path::Path;
 
@@ -348,8 +349,8 @@ fn print_report(config: &Config, dir: &Path, write: Write, report: &Report) {
     }
     print_problems(dir, report);
     println!(
-        "mailboxes: copy each Maildir to {}/DOMAIN/USER/ (`postern import maildir` is not \
-         available yet)",
+        "mailboxes: copy each Maildir with `postern import maildir MAILDIR --user USER@DOMAIN` \
+         (into {}/DOMAIN/USER/, keeping UIDs, flags and keywords)",
         config.mail_dir().display()
     );
 }
