@@ -180,7 +180,15 @@ impl Session {
     }
 
     fn select_responses(&mut self, folder: &Folder, read_only: bool) {
-        self.data(Data::Flags(FLAGS));
+        // The system flags and the keywords in use (RFC 9051 §7.3.5).
+        let keywords: std::collections::BTreeSet<&str> = folder
+            .messages()
+            .iter()
+            .flat_map(|m| m.keywords.iter().map(String::as_str))
+            .collect();
+        let mut flags: Vec<&[u8]> = FLAGS.to_vec();
+        flags.extend(keywords.iter().map(|k| k.as_bytes()));
+        self.data(Data::Flags(&flags));
         self.data(Data::Exists(folder.messages().len() as u32));
         if !self.enabled.rev2 {
             self.data(Data::Recent(0));

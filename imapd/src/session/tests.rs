@@ -160,7 +160,10 @@ fn errors_and_commands_before_login_are_limited() {
 fn select_append_fetch_store_expunge() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = logged_in(&dir);
-    let (_, out) = run(&mut s, "a APPEND INBOX (\\Seen) {12+}\r\nSubject: x\r\n");
+    let (_, out) = run(
+        &mut s,
+        "a APPEND INBOX (\\Seen $Label1) {12+}\r\nSubject: x\r\n",
+    );
     assert!(out.starts_with("a OK [APPENDUID "), "{out}");
     let (_, out) = run(&mut s, "b SELECT INBOX (CONDSTORE)");
     assert!(
@@ -168,13 +171,17 @@ fn select_append_fetch_store_expunge() {
         "{out}"
     );
     assert!(out.ends_with("b OK [READ-WRITE] Selected\r\n"), "{out}");
+    assert!(
+        out.starts_with("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)\r\n"),
+        "{out}"
+    );
     let (_, out) = run(
         &mut s,
         "c FETCH 1 (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
     );
     assert!(
         out.starts_with(
-            "* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE 12 BODY[HEADER] {12}\r\nSubject: x\r\n)"
+            "* 1 FETCH (UID 1 FLAGS (\\Seen $Label1) RFC822.SIZE 12 BODY[HEADER] {12}\r\nSubject: x\r\n)"
         ),
         "{out}"
     );
