@@ -298,7 +298,37 @@ impl Session {
                 self.list_status(&entry.name, items);
             }
         }
+        if options.only_subscribed {
+            self.list_missing(&entries, &patterns, false);
+        }
         self.done(tag)
+    }
+
+    /// Subscribed names without a folder: `\NonExistent` in LIST (SUBSCRIBED) (RFC 5258
+    /// §3.1), `\Noselect` in LSUB (RFC 3501 §6.3.9).
+    fn list_missing(&mut self, entries: &[FolderEntry], patterns: &[String], lsub: bool) {
+        let Ok(subscribed) = self.store().and_then(|s| s.subscriptions()) else {
+            return;
+        };
+        let attributes: &[&str] = if lsub {
+            &["\\Noselect"]
+        } else {
+            &["\\NonExistent", "\\Subscribed"]
+        };
+        for name in subscribed {
+            if entries.iter().any(|e| e.name == name) || !patterns.iter().any(|p| matches(p, &name))
+            {
+                continue;
+            }
+            let mailbox = self.encode_name(&name);
+            self.data(Data::List {
+                lsub,
+                attributes,
+                delimiter: Some(b'/'),
+                mailbox: &mailbox,
+                extended: &[],
+            });
+        }
     }
 
     fn list_status(&mut self, name: &str, items: &[StatusItem]) {
@@ -325,6 +355,7 @@ impl Session {
                 self.list_entry(entry, &entries, &options, true);
             }
         }
+        self.list_missing(&entries, &patterns, true);
         self.done(tag)
     }
 

@@ -591,3 +591,23 @@ fn sort_by_subject_date_size_and_from() {
         "* SORT 2 3 1\r\nt OK done\r\n"
     );
 }
+
+#[test]
+fn subscribed_names_without_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = logged_in(&dir);
+    run(&mut s, "a CREATE Gone");
+    run(&mut s, "b SUBSCRIBE Gone");
+    run(&mut s, "c DELETE Gone");
+    let (_, out) = run(&mut s, "d LIST (SUBSCRIBED) \"\" G*");
+    assert_eq!(
+        out,
+        "* LIST (\\NonExistent \\Subscribed) \"/\" Gone\r\nd OK done\r\n"
+    );
+    let (_, out) = run(&mut s, "e LSUB \"\" *");
+    assert!(out.contains("* LSUB (\\Noselect) \"/\" Gone\r\n"), "{out}");
+    assert!(
+        out.contains("* LSUB (\\HasNoChildren \\Sent) \"/\" Sent\r\n"),
+        "{out}"
+    );
+}
