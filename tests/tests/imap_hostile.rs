@@ -245,3 +245,34 @@ import time; time.sleep(0.2)
 c.login("alice@example.test", "alice-pw")
 print("third session after the first ended")
 "#;
+
+/// authd unreachable: `NO [UNAVAILABLE]` (RFC 5530), and logins work again once it is back.
+#[test]
+fn authd_unreachable_is_unavailable_not_a_wrong_password() {
+    let server = server();
+    let socket = server.setup().path("run/auth.sock");
+    let moved = server.setup().path("run/auth.sock.away");
+    std::fs::rename(&socket, &moved).unwrap();
+    let port = server.setup().port("imaps").to_string();
+    let (status, out, err) = python(LOGIN_EXPECT, &[&port, "UNAVAILABLE"]);
+    println!("{out}{err}");
+    std::fs::rename(&moved, &socket).unwrap();
+    assert!(status.success());
+    server.wait_log("imap.auth_unavailable", 0);
+    let (status, out, err) = python(LOGIN_EXPECT, &[&port, "OK"]);
+    println!("{out}{err}");
+    assert!(status.success());
+}
+
+const LOGIN_EXPECT: &str = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+try:
+    typ, data = m.login("alice@example.test", "alice-pw")
+    got = typ
+except imaplib.IMAP4.error as e:
+    got = str(e)
+print(got)
+assert sys.argv[2] in got, got
+"#;
