@@ -10,12 +10,15 @@ except imaplib.IMAP4.error as e:
     print("login refused in clear:", e)
 m.starttls(ssl_context=CTX)
 assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities, m.capabilities
+started = time.time()
 try:
     m.login(USER, "wrong password")
     raise SystemExit("wrong password accepted")
 except imaplib.IMAP4.error as e:
     assert "AUTHENTICATIONFAILED" in str(e), e
     print("wrong password:", e)
+# authd's failure delay ([auth] fail_delay, 1s by default) is waited before the answer.
+assert time.time() - started >= 0.9, time.time() - started
 typ, data = m.login(USER, PASSWORD)
 assert typ == "OK", data
 assert b"CAPABILITY" in data[0] and b"IDLE" in data[0], data
