@@ -540,7 +540,10 @@ pub fn plan_children(
                     });
                     slice.dkim = found.dkim_keys.clone();
                 }
-                Role::Imapd => slice.tls = tls.cloned(),
+                Role::Imapd => {
+                    slice.tls = tls.cloned();
+                    slice.imap = Some(config.imap.clone());
+                }
                 Role::Pop3d => {
                     slice.tls = tls.cloned();
                     slice.pop3 = Some(config.pop3.clone());

@@ -170,6 +170,12 @@ pub(super) fn fetch(out: &mut Vec<u8>, seq: u32, attrs: &[FetchAttr], enc: Encod
     out.push(b')');
 }
 
+/// One FETCH item alone, as it appears inside `FETCH (...)`: what a cache keeps and gives
+/// back as [`FetchAttr::Encoded`].
+pub fn encode_attr(out: &mut Vec<u8>, a: &FetchAttr, enc: Encoding) {
+    attr(out, a, enc);
+}
+
 fn attr(out: &mut Vec<u8>, a: &FetchAttr, enc: Encoding) {
     match a {
         FetchAttr::Uid(n) => word_number(out, b"UID ", (*n).into()),

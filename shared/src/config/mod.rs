@@ -145,6 +145,7 @@ pub struct Config {
     pub limits: Limits,
     pub mta: MtaSettings,
     pub pop3: Pop3Settings,
+    pub imap: ImapSettings,
     pub service_users: ServiceUsers,
     pub auth: AuthSettings,
     pub supervisor: SupervisorSettings,
@@ -277,6 +278,28 @@ pub struct Pop3Settings {
     pub connections_per_ip: u32,
     pub connections: u32,
     pub mark_seen: bool,
+}
+
+/// How postern-imapd limits its clients (its slice carries it; `[imap]` in the file).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImapSettings {
+    pub max_line: usize,
+    pub max_depth: usize,
+    pub commands_before_auth: u32,
+    pub sessions_per_user: u32,
+    pub idle_timeout: Duration,
+}
+
+impl Default for ImapSettings {
+    fn default() -> ImapSettings {
+        ImapSettings {
+            max_line: 65536,
+            max_depth: 32,
+            commands_before_auth: 20,
+            sessions_per_user: 20,
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// Where local mail goes by LMTP.

@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub limits: RawLimits,
     pub submission: RawSubmission,
     pub pop3: RawPop3,
+    pub imap: RawImap,
     pub queue: RawQueue,
     pub outbound: RawOutbound,
     pub dns: RawDns,
@@ -55,6 +56,7 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             submission: RawSubmission::default(),
             pop3: RawPop3::default(),
+            imap: RawImap::default(),
             queue: RawQueue::default(),
             outbound: RawOutbound::default(),
             dns: RawDns::default(),
@@ -237,6 +239,37 @@ impl Default for RawPop3 {
             connections_per_ip: 20,
             connections: 500,
             mark_seen: true,
+        }
+    }
+}
+
+/// postern-imapd (143, 993). The literal limit and APPENDLIMIT are `limits.message_size`;
+/// bad commands before `* BYE` are `limits.errors`; connections per address
+/// `limits.connections_per_ip`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawImap {
+    /// Longest command line, literals not counted (RFC 2683 §3.2.1.5: at least 8000).
+    pub max_line: u32,
+    /// Nested parentheses and NOT/OR in one command.
+    pub max_depth: u32,
+    /// Commands a client may send before logging in; more get `* BYE`.
+    pub commands_before_auth: u32,
+    /// Simultaneous sessions of one user.
+    pub sessions_per_user: u32,
+    /// How long a logged-in client (or one in IDLE) may stay silent; at least 30 minutes
+    /// (RFC 9051 §5.4, RFC 2177 §3).
+    pub idle_timeout: String,
+}
+
+impl Default for RawImap {
+    fn default() -> Self {
+        RawImap {
+            max_line: 65536,
+            max_depth: 32,
+            commands_before_auth: 20,
+            sessions_per_user: 20,
+            idle_timeout: "30m".into(),
         }
     }
 }

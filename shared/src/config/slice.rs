@@ -31,6 +31,9 @@ pub struct DaemonSlice {
     pub mta: Option<super::MtaSettings>,
     /// postern-pop3d only.
     pub pop3: Option<super::Pop3Settings>,
+    /// postern-imapd only.
+    #[serde(default)]
+    pub imap: Option<super::ImapSettings>,
     /// postern-mta only: the DKIM signing keys.
     #[serde(default)]
     pub dkim: Vec<DkimKey>,
@@ -102,6 +105,7 @@ impl DaemonSlice {
             mta: None,
             pop3: None,
             dkim: Vec::new(),
+            imap: None,
         }
     }
 }

@@ -206,3 +206,21 @@ fn outbound_dns_queue_and_dkim_keys() {
         assert!(keys.iter().any(|k| k == key), "{key} missing in {keys:?}");
     }
 }
+
+#[test]
+fn imap_limits_are_checked() {
+    let c = parse(Path::new("/etc/postern/postern.toml"), MINIMAL).unwrap();
+    assert_eq!(c.imap.idle_timeout, std::time::Duration::from_secs(1800));
+    assert_eq!(c.imap.commands_before_auth, 20);
+    let text = format!(
+        "{MINIMAL}\n[imap]\nidle_timeout = \"5m\"\nmax_line = 100\nsessions_per_user = 0\n"
+    );
+    let keys: Vec<String> = errors_of(&text).into_iter().map(|e| e.key).collect();
+    for key in [
+        "imap.idle_timeout",
+        "imap.max_line",
+        "imap.sessions_per_user",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "missing {key} in {keys:?}");
+    }
+}

@@ -236,6 +236,8 @@ pub fn validate(
     }
     let pop3 = validate_pop3(&mut c, &raw.pop3);
 
+    let imap = validate_imap(&mut c, &raw.imap);
+
     let mut users = Vec::new();
     for (key, name) in [
         ("service_users.auth", &raw.service_users.auth),
@@ -326,6 +328,7 @@ pub fn validate(
         limits,
         mta,
         pop3,
+        imap,
         service_users,
         auth,
         supervisor,
@@ -552,4 +555,40 @@ fn is_user_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// `[imap]`: every count at least 1, lines of at least 8000 octets (RFC 2683 §3.2.1.5), an
+/// idle timeout of at least 30 minutes (RFC 9051 §5.4).
+fn validate_imap(c: &mut Checker<'_>, raw: &super::raw::RawImap) -> super::ImapSettings {
+    let imap = super::ImapSettings {
+        max_line: raw.max_line as usize,
+        max_depth: raw.max_depth as usize,
+        commands_before_auth: raw.commands_before_auth,
+        sessions_per_user: raw.sessions_per_user,
+        idle_timeout: c.duration("imap.idle_timeout", &raw.idle_timeout),
+    };
+    if raw.max_line < 8000 {
+        c.error(
+            "imap.max_line",
+            "must be at least 8000",
+            Some("RFC 2683 §3.2.1.5".into()),
+        );
+    }
+    for (key, n) in [
+        ("imap.max_depth", raw.max_depth),
+        ("imap.commands_before_auth", raw.commands_before_auth),
+        ("imap.sessions_per_user", raw.sessions_per_user),
+    ] {
+        if n == 0 {
+            c.error(key, "must be at least 1", None);
+        }
+    }
+    if imap.idle_timeout < Duration::from_secs(30 * 60) {
+        c.error(
+            "imap.idle_timeout",
+            "must be at least 30m",
+            Some("RFC 9051 §5.4 asks for 30 minutes".into()),
+        );
+    }
+    imap
 }
