@@ -3,7 +3,7 @@
 //! line ends, bad lines): the dry run writes nothing, the import writes the users and aliases
 //! files and reports each refused line by number, a second run changes nothing, and then the
 //! real server lets each imported user log in with the old password (SMTP AUTH on 587 after
-//! STARTTLS; IMAP once it exists) and delivers to the imported aliases.
+//! STARTTLS, IMAP LOGIN on 993) and delivers to the imported aliases.
 
 use std::process::{Command, Stdio};
 
@@ -71,7 +71,8 @@ fn import(setup: &Setup, dir: &std::path::Path, extra: &[&str]) -> (i32, String)
 
 #[test]
 fn docker_mailserver_users_keep_their_passwords_and_aliases_deliver() {
-    let setup = Setup::new("");
+    // Short failure delays: the test makes four failed logins on purpose.
+    let setup = Setup::new("[auth]\nfail_delay = \"50ms\"\n");
     let dms = setup.path("dms-config");
     let bcrypt = bcrypt_hash("carol-old-pw");
     if bcrypt.is_none() {
@@ -165,7 +166,7 @@ fn assert_files(setup: &Setup) {
 fn assert_logins(server: &Server) {
     let script = format!(
         r#"
-import smtplib, ssl
+import imaplib, smtplib, ssl
 ctx = ssl.create_default_context(cafile={cafile:?})
 ctx.check_hostname = False
 for user, pw in [("alice@example.test", "alice-old-pw"), ("bob@example.test", "bob-old-pw"),
@@ -179,9 +180,17 @@ for user, pw in [("alice@example.test", "alice-old-pw"), ("bob@example.test", "b
     except smtplib.SMTPAuthenticationError as e:
         print("login", user, pw, e.smtp_code)
     s.quit()
+    i = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+    try:
+        i.login(user, pw)
+        print("imap", user, pw, "ok")
+        i.logout()
+    except imaplib.IMAP4.error as e:
+        print("imap", user, pw, "refused")
 "#,
         cafile = server.setup().path("tls/cert.pem").display().to_string(),
         port = server.setup().port("submission"),
+        imaps = server.setup().port("imaps"),
     );
     let (status, out, err) = python(&script, &[]);
     assert!(status.success(), "{out}{err}");
@@ -191,6 +200,11 @@ for user, pw in [("alice@example.test", "alice-old-pw"), ("bob@example.test", "b
         "login carol@example.test carol-old-pw ok",
         "login alice@example.test wrong 535",
         "login dave@example.test anything 535",
+        "imap alice@example.test alice-old-pw ok",
+        "imap bob@example.test bob-old-pw ok",
+        "imap carol@example.test carol-old-pw ok",
+        "imap alice@example.test wrong refused",
+        "imap dave@example.test anything refused",
     ] {
         assert!(out.contains(line), "{line} missing:\n{out}");
     }
