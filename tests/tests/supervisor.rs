@@ -444,3 +444,68 @@ fn fresh_install_as_root_creates_service_users_and_serves() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// systemd hears READY=1 only once every child serves: with postern-pop3d made to start two
+/// seconds late (a wrapper script in its place), readiness waits for it, and at that moment
+/// every listener greets at once.
+#[test]
+fn ready_is_sent_only_when_every_child_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    // The service users must reach the wrapper when the test runs as root.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // Copies, not symlinks: the supervisor finds the daemons beside its resolved executable.
+    for name in ["postern", "postern-mta", "postern-mda", "postern-imapd"] {
+        let to = dir.path().join(name);
+        if std::fs::hard_link(bin(name), &to).is_err() {
+            std::fs::copy(bin(name), &to).unwrap();
+        }
+    }
+    let wrapper = dir.path().join("postern-pop3d");
+    write(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            bin("postern-pop3d").display()
+        ),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let server = Setup::new("")
+        .with_program(&dir.path().join("postern"))
+        .start();
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(2),
+        "READY=1 came {waited:?} after start, before the late child could serve"
+    );
+    assert!(
+        server
+            .ready_message
+            .contains("STATUS=serving: 5 children ready"),
+        "{}",
+        server.ready_message
+    );
+    for (listener, greeting) in [
+        ("smtp", "220 "),
+        ("submission", "220 "),
+        ("imap", "* OK"),
+        ("pop3", "+OK"),
+    ] {
+        let at = std::time::Instant::now();
+        let line = read_greeting(server.setup().addr(listener));
+        assert!(line.starts_with(greeting), "{listener}: {line:?}");
+        assert!(
+            at.elapsed() < std::time::Duration::from_millis(500),
+            "{listener} took {:?} to greet after READY=1",
+            at.elapsed()
+        );
+    }
+}
