@@ -38,6 +38,21 @@ struct Child {
     refused: bool,
 }
 
+impl Child {
+    /// A child not yet started, due at once.
+    fn new(role: Role) -> Child {
+        Child {
+            role,
+            pid: None,
+            started: Instant::now(),
+            ready: false,
+            crashes: 0,
+            restart_at: Some(Instant::now()),
+            refused: false,
+        }
+    }
+}
+
 struct Signals {
     pipe: UnixStream,
     term: Arc<AtomicBool>,
@@ -132,7 +147,10 @@ fn start(
     let pid_file = config.runtime_dir.join("postern.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| format!("{}: {e}", pid_file.display()))?;
-    let plans = prepare::plan_children(&config, &found, tls.as_ref());
+    let plans = with_listeners(
+        prepare::plan_children(&config, &found, tls.as_ref()),
+        &sockets,
+    );
     Ok(Supervisor {
         config_path: config_path.to_path_buf(),
         config,
@@ -209,15 +227,7 @@ impl Supervisor {
         };
         tracing::info!(event = "supervisor.start", version = shared::VERSION, config = %self.config_path.display(), "starting {} children", self.plans.len());
         for i in 0..self.plans.len() {
-            self.children.push(Child {
-                role: self.plans[i].role,
-                pid: None,
-                started: Instant::now(),
-                ready: false,
-                crashes: 0,
-                restart_at: Some(Instant::now()),
-                refused: false,
-            });
+            self.children.push(Child::new(self.plans[i].role));
         }
         let watchdog = sd_notify::watchdog_enabled();
         let mut last_watchdog = Instant::now();
@@ -561,9 +571,27 @@ impl Supervisor {
             }
         };
         self.sockets.tcp = tcp;
-        self.plans = prepare::plan_children(&config, &found, tls.as_ref());
+        self.plans = with_listeners(
+            prepare::plan_children(&config, &found, tls.as_ref()),
+            &self.sockets,
+        );
         self.config = config;
         self.found = found;
+        // A retrieval daemon whose listeners were all removed stops; one that got its first
+        // listener starts.
+        self.children.retain_mut(|c| {
+            let planned = self.plans.iter().any(|p| p.role == c.role);
+            if !planned && let Some(pid) = c.pid.take() {
+                let _ = kill(pid, Signal::SIGTERM);
+                self.retiring.push((pid, c.role));
+            }
+            planned
+        });
+        for plan in &self.plans {
+            if !self.children.iter().any(|c| c.role == plan.role) {
+                self.children.push(Child::new(plan.role));
+            }
+        }
         // The old generation drains; the new one starts at once on the same sockets.
         for c in &mut self.children {
             if let Some(pid) = c.pid.take() {
@@ -590,6 +618,26 @@ impl Supervisor {
         }
         let _ = &self.found;
     }
+}
+
+/// The plans without the retrieval daemons that have no listener (POP3 is off by default):
+/// such a daemon would have nothing to serve, exit, and be restarted forever.
+fn with_listeners(plans: Vec<ChildPlan>, sockets: &Sockets) -> Vec<ChildPlan> {
+    plans
+        .into_iter()
+        .filter(|plan| {
+            let idle = matches!(plan.role, Role::Imapd | Role::Pop3d)
+                && sockets.for_role(plan.role).is_empty();
+            if idle {
+                tracing::info!(
+                    event = "child.not_needed",
+                    child = plan.role.process_name(),
+                    "no listener configured: not started"
+                );
+            }
+            !idle
+        })
+        .collect()
 }
 
 /// Sets the next start of a dead child: `delay * 2^crashes`, at most `max`. Returns the wait.

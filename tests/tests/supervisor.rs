@@ -509,3 +509,43 @@ fn ready_is_sent_only_when_every_child_serves() {
         );
     }
 }
+
+/// POP3 is off by default: with no pop3/pop3s listener postern-pop3d is not started (it would
+/// have nothing to serve and be restarted forever), readiness counts four children, and a
+/// reload that adds a POP3 listener starts it.
+#[test]
+fn a_retrieval_daemon_without_listeners_is_not_started_until_one_is_added() {
+    let mut setup = Setup::new("");
+    let pop3 = setup.port("pop3");
+    setup.ports.retain(|(l, _)| !l.starts_with("pop3"));
+    setup.write_config();
+    let mut server = setup.start();
+    assert!(
+        server
+            .ready_message
+            .contains("STATUS=serving: 4 children ready"),
+        "{}",
+        server.ready_message
+    );
+    server.wait_log("no listener configured: not started", 0);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let names: Vec<String> = server.children().into_iter().map(|(_, n)| n).collect();
+    assert!(
+        !names.iter().any(|n| n == "postern-pop3d"),
+        "pop3d runs without a listener: {names:?}"
+    );
+    assert!(
+        !server.log_text().contains("postern-pop3d exited"),
+        "pop3d was started and exited:\n{}",
+        server.log_text()
+    );
+    server.setup_mut().ports.push(("pop3", pop3));
+    server.setup_mut().write_config();
+    let mark = server.log_len();
+    server.signal(Signal::SIGHUP);
+    server.wait_log("configuration reloaded", mark);
+    server.wait_children(&FIVE);
+    wait_until("pop3d to greet", || {
+        read_greeting(server.setup().addr("pop3")).starts_with("+OK")
+    });
+}
