@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod bench;
 pub mod dns;
+pub mod pkg;
 
 /// How long any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
