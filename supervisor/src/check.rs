@@ -1,13 +1,13 @@
 //! `postern check`: every configuration error at once (file, line, key, hint), then the checks
 //! of the files it names (users, aliases, TLS, relay password); exit 1 on any error, else the
-//! effective configuration on stdout and exit 0. Touches nothing.
+//! effective configuration on stdout (unless `--quiet`) and exit 0. Touches nothing.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::prepare;
 
-pub fn run(path: &Path) -> ExitCode {
+pub fn run(path: &Path, quiet: bool) -> ExitCode {
     let config = match shared::config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -29,10 +29,12 @@ pub fn run(path: &Path) -> ExitCode {
         eprintln!("{} error(s); nothing started", found.errors.len());
         return ExitCode::FAILURE;
     }
-    print!(
-        "# effective configuration of {}\n{}",
-        config.file.display(),
-        config.to_toml()
-    );
+    if !quiet {
+        print!(
+            "# effective configuration of {}\n{}",
+            config.file.display(),
+            config.to_toml()
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -40,7 +40,11 @@ enum Command {
     /// Run the mail server: bind the ports, start and supervise the daemons.
     Serve,
     /// Validate the configuration and the files it names; print the effective configuration.
-    Check,
+    Check {
+        /// Print only warnings and errors (as the service's ExecStartPre does).
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// The authentication daemon (started by `serve`; not for use by hand).
     #[command(hide = true)]
     Authd,
@@ -172,7 +176,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve => supervise::serve(&cli.config),
-        Command::Check => check::run(&cli.config),
+        Command::Check { quiet } => check::run(&cli.config, quiet),
         Command::Authd => shared::daemon::run(&AUTHD, authd::serve),
         Command::User(cmd) => admin_verb(&cli.config, |c| match cmd {
             UserCommand::Add { address, scheme } => admin::user_add(c, &address, scheme),

@@ -69,6 +69,9 @@ fn a_valid_config_prints_the_effective_configuration() {
         out.contains("[auth]") && out.contains("cache_ttl = \"1h\""),
         "{out}"
     );
+    // The service's ExecStartPre: silent when all is well.
+    let (status, out, err) = setup.postern(&["check", "--quiet"], "");
+    assert!(status.success() && out.is_empty(), "{out}{err}");
 }
 
 #[test]

@@ -254,7 +254,7 @@ fn assert_unit_essentials() {
     for (key, value) in [
         ("Type", "notify"),
         ("NotifyAccess", "main"),
-        ("ExecStartPre", "/usr/sbin/postern check"),
+        ("ExecStartPre", "/usr/sbin/postern check --quiet"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Restart", "on-failure"),
         ("ProtectSystem", "strict"),
@@ -285,8 +285,9 @@ fn serve_with_the_installed_exec_start() {
     // Started as the unit starts it: confined to its capabilities, with no_new_privs.
     let program = confined(setup.dir.path(), &argv[0]).unwrap_or_else(|| PathBuf::from(&argv[0]));
     let setup = setup.with_program(&program);
-    let (status, out, err) = setup.postern(&["check"], "");
+    let (status, out, err) = setup.postern(&["check", "--quiet"], "");
     assert!(status.success(), "ExecStartPre check:\n{out}{err}");
+    assert!(out.is_empty(), "check --quiet printed:\n{out}");
     setup.add_user("alice@example.test", "alice-pw");
     let server = setup.start();
     let kids = server.wait_children(&[
