@@ -310,7 +310,6 @@ pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-
 /// A private Postfix's master.cf: Debian's without chroot (a chroot needs copies of system
 /// files), an smtpd on 127.0.0.1:`port`, the services mail relayed or handed to LMTP needs,
 /// and postlogd for `maillog_file`.
