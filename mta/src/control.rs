@@ -81,24 +81,36 @@ pub fn apply(manager: &Arc<Manager>, due: &mut BTreeMap<Instant, Vec<String>>, c
             };
             let _ = reply.send(answer);
         }
-        Command::Delete(id, reply) => {
-            let waiting = take(due, &id);
-            {
-                let mut schedule = manager.schedule();
-                schedule.next.remove(&id);
-                if !waiting && schedule.running.contains(&id) {
-                    schedule.deleted.insert(id.clone());
-                    tracing::info!(event = "queue.deleted", id = %id, "deleted after the attempt under way");
-                    let _ = reply.send(Ok(()));
-                    return;
-                }
-            }
-            let manager = manager.clone();
-            tokio::spawn(async move {
-                let _ = reply.send(delete_now(&manager, &id).await);
-            });
+        Command::Delete(id, reply) => delete(manager, due, id, reply),
+    }
+}
+
+/// Deletes a waiting message now, a running one when its attempt ends.
+fn delete(
+    manager: &Arc<Manager>,
+    due: &mut BTreeMap<Instant, Vec<String>>,
+    id: String,
+    reply: oneshot::Sender<Result<(), String>>,
+) {
+    let waiting = take(due, &id);
+    {
+        let mut schedule = manager.schedule();
+        schedule.next.remove(&id);
+        if !waiting && schedule.running.contains(&id) {
+            schedule.deleted.insert(id.clone());
+            tracing::info!(
+                event = "queue.deleted",
+                id = %id,
+                "deleted; removed when the attempt under way ends"
+            );
+            let _ = reply.send(Ok(()));
+            return;
         }
     }
+    let manager = manager.clone();
+    tokio::spawn(async move {
+        let _ = reply.send(delete_now(&manager, &id).await);
+    });
 }
 
 /// Removes `id` from the timetable; whether it was there.
@@ -250,18 +262,7 @@ async fn connection(
     };
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
-    if w.write_all(&encode(&Hello::ours())).await.is_err() {
-        return;
-    }
-    let hello = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut reader)).await {
-        Ok(Ok(Some(frame))) => serde_json::from_slice::<Hello>(&frame)
-            .map_err(|e| format!("bad hello: {e}"))
-            .and_then(|h| h.check()),
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no hello in time".into()),
-    };
-    if let Err(e) = hello {
+    if let Err(e) = handshake(&mut reader, &mut w).await {
         tracing::warn!(event = "control.bad_hello", uid, "{e}; closing");
         return;
     }
@@ -290,6 +291,34 @@ async fn connection(
     }
 }
 
+/// Our hello, then the peer's, checked.
+async fn handshake(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+) -> Result<(), String> {
+    w.write_all(&encode(&Hello::ours()))
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(IDLE_TIMEOUT, read_frame(reader)).await {
+        Ok(Ok(Some(frame))) => serde_json::from_slice::<Hello>(&frame)
+            .map_err(|e| format!("bad hello: {e}"))
+            .and_then(|h| h.check()),
+        Ok(Ok(None)) => Err("closed before its hello".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no hello in time".into()),
+    }
+}
+
+/// Sends a command to the manager and waits for its answer.
+async fn ask<T>(
+    commands: &mpsc::UnboundedSender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    commands.send(make(tx)).ok()?;
+    rx.await.ok()
+}
+
 async fn answer(
     manager: &Arc<Manager>,
     commands: &mpsc::UnboundedSender<Command>,
@@ -314,28 +343,22 @@ async fn answer(
             },
             Err(e) => error(e),
         },
-        Request::Flush { .. } => {
-            let (tx, rx) = oneshot::channel();
-            let _ = commands.send(Command::Flush(tx));
-            rx.await
-                .map_or_else(|_| gone(), |count| Reply::Scheduled { id, count })
-        }
+        Request::Flush { .. } => match ask(commands, Command::Flush).await {
+            Some(count) => Reply::Scheduled { id, count },
+            None => gone(),
+        },
         Request::Retry { queue_id, .. } => {
-            let (tx, rx) = oneshot::channel();
-            let _ = commands.send(Command::Retry(queue_id, tx));
-            match rx.await {
-                Ok(Ok(count)) => Reply::Scheduled { id, count },
-                Ok(Err(e)) => error(e),
-                Err(_) => gone(),
+            match ask(commands, |tx| Command::Retry(queue_id, tx)).await {
+                Some(Ok(count)) => Reply::Scheduled { id, count },
+                Some(Err(e)) => error(e),
+                None => gone(),
             }
         }
         Request::Delete { queue_id, .. } => {
-            let (tx, rx) = oneshot::channel();
-            let _ = commands.send(Command::Delete(queue_id, tx));
-            match rx.await {
-                Ok(Ok(())) => Reply::Deleted { id },
-                Ok(Err(e)) => error(e),
-                Err(_) => gone(),
+            match ask(commands, |tx| Command::Delete(queue_id, tx)).await {
+                Some(Ok(())) => Reply::Deleted { id },
+                Some(Err(e)) => error(e),
+                None => gone(),
             }
         }
     }
