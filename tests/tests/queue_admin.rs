@@ -134,6 +134,7 @@ fn list_show_retry_flush_delete_and_refuse_strangers() {
     assert!(!ok && out.contains("no such message"), "{out}");
 
     strangers_are_refused(&a);
+    bad_frames_get_errors_and_the_connection_keeps_working(&a);
 
     // B comes up; flush delivers the kept message only.
     let b = b_setup.start();
@@ -195,4 +196,38 @@ fn strangers_are_refused(a: &Server) {
     let log = a.wait_log("control.peer_refused", before);
     assert!(!log[before..].contains("queue.flush"), "{log}");
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Speaks the protocol by hand: a malformed or unknown request gets an error reply with the
+/// reason, and the next good request on the same connection is answered.
+fn bad_frames_get_errors_and_the_connection_keeps_working(a: &Server) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(a.setup().path("run/queue.sock")).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("\"service\":\"postern-queue\"") && line.contains("\"version\":1"),
+        "{line}"
+    );
+    w.write_all(b"{\"service\":\"postern-queue\",\"version\":1,\"minor\":0}\n")
+        .unwrap();
+    for bad in [
+        "not json",
+        r#"{"op":"purge","id":5}"#,
+        r#"{"op":"list","id":6,"all":true}"#,
+    ] {
+        w.write_all(format!("{bad}\n").as_bytes()).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("\"reply\":\"error\"") && line.contains("malformed request"),
+            "{bad}: {line}"
+        );
+    }
+    w.write_all(b"{\"op\":\"list\",\"id\":42}\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"reply\":\"list\",\"id\":42"), "{line}");
 }
