@@ -94,7 +94,8 @@ fn list_offline(config: &Config, why: &std::io::Error) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "postern-mta is not running ({why}): read {} directly; no next attempt times",
+        "postern-mta is not reachable ({why}); the MTA is probably not running: {} read \
+         directly (no next-attempt times)",
         dir.display()
     );
     print_list(&messages);

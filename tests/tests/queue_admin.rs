@@ -153,7 +153,7 @@ fn list_show_retry_flush_delete_and_refuse_strangers() {
     let (status, out, err) = a.setup().postern(&["queue", "list"], "");
     assert!(status.success(), "{out}{err}");
     assert!(
-        out.contains("not running") && out.contains("-- 0 message(s)"),
+        out.contains("postern-mta is not reachable") && out.contains("-- 0 message(s)"),
         "{out}"
     );
     let (status, out, err) = a.setup().postern(&["queue", "flush"], "");
