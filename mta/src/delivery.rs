@@ -43,6 +43,14 @@ pub struct Manager {
     pub outbound: crate::outbound::Outbound,
     /// Where bounces (new messages) are announced, as the SMTP sessions announce theirs.
     pub queued: mpsc::UnboundedSender<Queued>,
+    /// What `postern queue` sees of the schedule (control.rs).
+    pub schedule: std::sync::Mutex<crate::control::Schedule>,
+}
+
+impl Manager {
+    pub fn schedule(&self) -> std::sync::MutexGuard<'_, crate::control::Schedule> {
+        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Runs until shutdown: delivers what `incoming` announces and what is due for a retry. On
@@ -51,6 +59,7 @@ pub struct Manager {
 pub async fn run(
     manager: Arc<Manager>,
     mut incoming: mpsc::UnboundedReceiver<Queued>,
+    mut commands: mpsc::UnboundedReceiver<crate::control::Command>,
     mut shutdown: Shutdown,
 ) {
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(String, Duration)>();
@@ -86,7 +95,11 @@ pub async fn run(
                 start(&mut tasks, &manager, &permits, &retry_tx, id, fresh);
             }
             Some((id, after)) = retry_rx.recv() => {
+                manager.schedule().waiting(&id, after);
                 due.entry(Instant::now() + after).or_default().push(id);
+            }
+            Some(command) = commands.recv() => {
+                crate::control::apply(&manager, &mut due, command);
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = tokio::time::sleep_until(next.into()) => {}
@@ -131,11 +144,16 @@ fn start(
     fresh: Option<Queued>,
 ) {
     let (manager, permits, retry) = (manager.clone(), permits.clone(), retry.clone());
+    manager.schedule().started(&id);
     tasks.spawn(async move {
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        if let Some(after) = deliver_one(&manager, &id, fresh).await {
+        let again = deliver_one(&manager, &id, fresh).await;
+        if manager.schedule().finished(&id) {
+            // `postern queue delete` came during the attempt.
+            let _ = crate::control::delete_now(&manager, &id).await;
+        } else if let Some(after) = again {
             let _ = retry.send((id, after));
         }
     });

@@ -4,6 +4,7 @@
 //! in `session.rs`, the socket handling in `io.rs`.
 
 pub mod bounce;
+pub mod control;
 pub mod delivery;
 pub mod dkim;
 pub mod io;
@@ -100,8 +101,15 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             slice.relay.clone(),
         )?,
         queued: queued_tx.clone(),
+        schedule: Default::default(),
     });
-    let manager_task = tokio::spawn(delivery::run(manager, queued_rx, ctx.shutdown.clone()));
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let manager_task = tokio::spawn(delivery::run(
+        manager.clone(),
+        queued_rx,
+        commands_rx,
+        ctx.shutdown.clone(),
+    ));
     let shared = Arc::new(Shared {
         io: Arc::new(io::Context {
             auth,
@@ -127,6 +135,20 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     });
     let mut loops = Vec::new();
     for inherited in std::mem::take(&mut ctx.listeners) {
+        if inherited.name == "control" {
+            let Listener::Unix(std_listener) = inherited.listener else {
+                anyhow::bail!("listener control is not a Unix socket");
+            };
+            std_listener.set_nonblocking(true)?;
+            let listener = tokio::net::UnixListener::from_std(std_listener)?;
+            loops.push(tokio::spawn(control::serve(
+                listener,
+                manager.clone(),
+                commands_tx.clone(),
+                ctx.shutdown.clone(),
+            )));
+            continue;
+        }
         let Some(name) = ListenerName::from_name(&inherited.name) else {
             anyhow::bail!("unknown listener {}", inherited.name);
         };

@@ -8,7 +8,7 @@ use shared::daemon::DaemonSpec;
 
 const SPEC: DaemonSpec = DaemonSpec {
     role: Role::Mta,
-    listeners: &["smtp", "submission", "submissions"],
+    listeners: &["smtp", "submission", "submissions", "control"],
 };
 
 fn main() -> ExitCode {

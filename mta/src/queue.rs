@@ -191,41 +191,31 @@ impl Queue {
 
     /// Ids of every queued message.
     pub fn list(&self) -> std::io::Result<Vec<String>> {
-        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)?
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".msg")
-                    .map(str::to_string)
-            })
-            .collect();
-        ids.sort();
-        Ok(ids)
+        list_dir(&self.dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The envelope, the message, and the delivery status of a queued message.
     pub fn load(&self, id: &str) -> std::io::Result<(Stored, Vec<u8>, Status)> {
-        let mut reader = BufReader::new(File::open(self.msg_path(id))?);
-        let mut first = String::new();
-        reader.read_line(&mut first)?;
-        let stored: Stored = serde_json::from_str(&first).map_err(std::io::Error::other)?;
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body)?;
-        let status = match std::fs::read(self.status_path(id)) {
-            Ok(bytes) => Status {
-                // Read from its file: removing the message must remove that file too.
-                on_disk: true,
-                ..serde_json::from_slice(&bytes).map_err(std::io::Error::other)?
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status {
-                recipients: vec![RcptState::Pending; stored.envelope.recipients.len()],
-                attempts: 0,
-                ..Status::default()
-            },
-            Err(e) => return Err(e),
-        };
-        Ok((stored, body, status))
+        read(&self.dir, id)
+    }
+
+    /// Removes a message and its status for good (`postern queue delete`), synced: a deleted
+    /// message must not come back after a crash. `NotFound` when there is no such message.
+    pub fn delete(&self, id: &str) -> std::io::Result<()> {
+        if !valid_id(id) {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        match std::fs::remove_file(self.status_path(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::remove_file(self.msg_path(id))?;
+        self.dir_sync.note_change();
+        self.dir_sync.sync()
     }
 
     pub fn save_status(&self, id: &str, status: &mut Status) -> std::io::Result<()> {
@@ -262,6 +252,55 @@ impl Queue {
         free.push((pooled, ticket));
         Ok(())
     }
+}
+
+/// Whether `id` can name a queue file (what `new_id` makes: hex digits), so an id from the
+/// control socket never reaches outside the queue directory.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Reads one queued message from `dir` (also used read-only by `postern queue list` when the
+/// MTA is not running).
+pub fn read(dir: &Path, id: &str) -> std::io::Result<(Stored, Vec<u8>, Status)> {
+    if !valid_id(id) {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    let mut reader = BufReader::new(File::open(dir.join(format!("{id}.msg")))?);
+    let mut first = String::new();
+    reader.read_line(&mut first)?;
+    let stored: Stored = serde_json::from_str(&first).map_err(std::io::Error::other)?;
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body)?;
+    let status = match std::fs::read(dir.join(format!("{id}.status"))) {
+        Ok(bytes) => Status {
+            // Read from its file: removing the message must remove that file too.
+            on_disk: true,
+            ..serde_json::from_slice(&bytes).map_err(std::io::Error::other)?
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status {
+            recipients: vec![RcptState::Pending; stored.envelope.recipients.len()],
+            attempts: 0,
+            ..Status::default()
+        },
+        Err(e) => return Err(e),
+    };
+    Ok((stored, body, status))
+}
+
+/// Ids of every message queued in `dir`.
+pub fn list_dir(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".msg")
+                .map(str::to_string)
+        })
+        .collect();
+    ids.sort();
+    Ok(ids)
 }
 
 /// Seconds since the epoch.

@@ -130,6 +130,11 @@ mod tests {
             "postern-import-dms.8",
             "postern-import-maildir.8",
             "postern-dkim-generate.8",
+            "postern-queue-list.8",
+            "postern-queue-show.8",
+            "postern-queue-flush.8",
+            "postern-queue-retry.8",
+            "postern-queue-delete.8",
             "postern.toml.5",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");

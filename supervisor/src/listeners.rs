@@ -1,5 +1,6 @@
 //! The supervisor's sockets: TCP listeners bound from `[listen]` (or taken from systemd socket
-//! units by name), and the Unix sockets it creates for authd and the MDA in `runtime_dir`.
+//! units by name), and the Unix sockets it creates in `runtime_dir` for authd, the MDA and the
+//! MTA's queue control.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -24,6 +25,8 @@ pub struct Sockets {
     pub tcp: Vec<Bound>,
     pub auth: OwnedFd,
     pub lmtp: OwnedFd,
+    /// queue.sock, served by the MTA as its `control` listener.
+    pub queue: OwnedFd,
 }
 
 impl Sockets {
@@ -33,12 +36,18 @@ impl Sockets {
         match role {
             Role::Authd => vec![("auth".into(), self.auth.as_fd())],
             Role::Mda => vec![("lmtp".into(), self.lmtp.as_fd())],
-            _ => self
-                .tcp
-                .iter()
-                .filter(|b| b.name.role() == role)
-                .map(|b| (b.name.as_str().to_string(), b.fd.as_fd()))
-                .collect(),
+            _ => {
+                let mut fds: Vec<(String, BorrowedFd<'_>)> = self
+                    .tcp
+                    .iter()
+                    .filter(|b| b.name.role() == role)
+                    .map(|b| (b.name.as_str().to_string(), b.fd.as_fd()))
+                    .collect();
+                if role == Role::Mta {
+                    fds.push(("control".into(), self.queue.as_fd()));
+                }
+                fds
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod generate;
 mod import;
 mod listeners;
 mod prepare;
+mod queue;
 mod spawn;
 mod supervise;
 mod toml_man;
@@ -63,6 +64,24 @@ enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Inspect and control the mail queue of the running server (as root).
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// List queued messages: id, size, arrival, sender, and each recipient's state with the
+    /// last error and the next attempt. Reads the queue directory when the MTA is not running.
+    List,
+    /// Print a queued message's envelope and header section.
+    Show { id: String },
+    /// Make every waiting message due for delivery now.
+    Flush,
+    /// Make one waiting message due for delivery now.
+    Retry { id: String },
+    /// Delete a queued message; it is never delivered (logged as queue.deleted).
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +207,16 @@ fn main() -> ExitCode {
             AliasCommand::Add { alias, targets } => admin::alias_add(c, &alias, &targets),
             AliasCommand::Del { alias, targets } => admin::alias_del(c, &alias, &targets),
             AliasCommand::List => admin::alias_list(c),
+        }),
+        Command::Queue(cmd) => admin_verb(&cli.config, |c| {
+            let verb = match cmd {
+                QueueCommand::List => queue::Verb::List,
+                QueueCommand::Show { id } => queue::Verb::Show(id),
+                QueueCommand::Flush => queue::Verb::Flush,
+                QueueCommand::Retry { id } => queue::Verb::Retry(id),
+                QueueCommand::Delete { id } => queue::Verb::Delete(id),
+            };
+            queue::run(c, verb)
         }),
         Command::Import(ImportCommand::Dms { dir, dry_run }) => {
             import_dms(&cli.config, &dir, dry_run)

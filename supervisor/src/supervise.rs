@@ -176,7 +176,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
 }
 
 /// auth.sock: anyone may connect, authd checks the peer's uid (SO_PEERCRED). lmtp.sock: only
-/// the MTA's user may connect.
+/// the MTA's user may connect. queue.sock: only root (the supervisor's user), and the MTA
+/// checks the peer's uid again.
 fn unix_sockets(
     config: &Config,
     found: &Inspection,
@@ -193,7 +194,14 @@ fn unix_sockets(
         .map_err(|e| format!("{}: {e}", config.auth_socket().display()))?;
     let lmtp = listeners::bind_unix(&config.lmtp_socket(), 0o600, owner(Role::Mta))
         .map_err(|e| format!("{}: {e}", config.lmtp_socket().display()))?;
-    Ok(Sockets { tcp, auth, lmtp })
+    let queue = listeners::bind_unix(&config.queue_socket(), 0o600, None)
+        .map_err(|e| format!("{}: {e}", config.queue_socket().display()))?;
+    Ok(Sockets {
+        tcp,
+        auth,
+        lmtp,
+        queue,
+    })
 }
 
 fn install_signals() -> std::io::Result<Signals> {
@@ -611,6 +619,7 @@ impl Supervisor {
         for path in [
             self.config.auth_socket(),
             self.config.lmtp_socket(),
+            self.config.queue_socket(),
             self.config.notify_socket(),
             self.config.runtime_dir.join("postern.pid"),
         ] {

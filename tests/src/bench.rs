@@ -242,3 +242,106 @@ pub fn spread(values: &[f64]) -> Option<(f64, f64, f64)> {
     };
     Some((median, v[0], v[v.len() - 1]))
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS clients and Postfix instances
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::sync::Arc;
+
+/// The benchmark talks to servers it started itself on loopback with a throw-away
+/// certificate: any certificate is accepted (signatures are still checked).
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub fn tls_client_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A private Postfix's master.cf: Debian's without chroot (a chroot needs copies of system
+/// files), an smtpd on 127.0.0.1:`port`, the services mail relayed or handed to LMTP needs,
+/// and postlogd for `maillog_file`.
+pub fn postfix_master_cf(port: u16) -> String {
+    let services = [
+        ("pickup", "unix", "n", "60", "1", "pickup"),
+        ("cleanup", "unix", "n", "-", "0", "cleanup"),
+        ("qmgr", "unix", "n", "300", "1", "qmgr"),
+        ("rewrite", "unix", "-", "-", "-", "trivial-rewrite"),
+        ("bounce", "unix", "-", "-", "0", "bounce"),
+        ("defer", "unix", "-", "-", "0", "bounce"),
+        ("trace", "unix", "-", "-", "0", "bounce"),
+        ("verify", "unix", "-", "-", "1", "verify"),
+        ("flush", "unix", "n", "1000?", "0", "flush"),
+        ("proxymap", "unix", "-", "-", "-", "proxymap"),
+        ("proxywrite", "unix", "-", "-", "1", "proxymap"),
+        ("smtp", "unix", "-", "-", "-", "smtp"),
+        ("relay", "unix", "-", "-", "-", "smtp"),
+        ("showq", "unix", "n", "-", "-", "showq"),
+        ("error", "unix", "-", "-", "-", "error"),
+        ("retry", "unix", "-", "-", "-", "error"),
+        ("discard", "unix", "-", "-", "-", "discard"),
+        ("lmtp", "unix", "-", "-", "-", "lmtp"),
+        ("anvil", "unix", "-", "-", "1", "anvil"),
+        ("scache", "unix", "-", "-", "1", "scache"),
+        ("postlog", "unix-dgram", "n", "-", "1", "postlogd"),
+    ];
+    let mut master_cf = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+    for (name, kind, private, wakeup, limit, command) in services {
+        master_cf.push_str(&format!(
+            "{name} {kind} {private} - n {wakeup} {limit} {command}\n"
+        ));
+    }
+    master_cf
+}

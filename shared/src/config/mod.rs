@@ -185,6 +185,10 @@ impl Config {
     pub fn lmtp_socket(&self) -> PathBuf {
         self.runtime_dir.join("lmtp.sock")
     }
+    /// `postern queue` talks to postern-mta here (shared::proto::queue).
+    pub fn queue_socket(&self) -> PathBuf {
+        self.runtime_dir.join("queue.sock")
+    }
     pub fn notify_socket(&self) -> PathBuf {
         self.runtime_dir.join("notify.sock")
     }

@@ -1,3 +1,4 @@
 //! Internal protocols between Postern's processes, one file each, used by both ends.
 
 pub mod auth;
+pub mod queue;

@@ -515,37 +515,7 @@ impl PostfixDovecot {
              virtual_transport = lmtp:unix:{d}/dovecot/run/lmtp\n"
         );
         std::fs::write(self.path("postfix/main.cf"), main_cf)?;
-        // Debian's master.cf without chroot (a chroot needs copies of system files), with
-        // only the services a local-delivery setup uses, and postlogd for maillog_file.
-        let services = [
-            ("pickup", "unix", "n", "60", "1", "pickup"),
-            ("cleanup", "unix", "n", "-", "0", "cleanup"),
-            ("qmgr", "unix", "n", "300", "1", "qmgr"),
-            ("rewrite", "unix", "-", "-", "-", "trivial-rewrite"),
-            ("bounce", "unix", "-", "-", "0", "bounce"),
-            ("defer", "unix", "-", "-", "0", "bounce"),
-            ("trace", "unix", "-", "-", "0", "bounce"),
-            ("verify", "unix", "-", "-", "1", "verify"),
-            ("flush", "unix", "n", "1000?", "0", "flush"),
-            ("proxymap", "unix", "-", "-", "-", "proxymap"),
-            ("proxywrite", "unix", "-", "-", "1", "proxymap"),
-            ("smtp", "unix", "-", "-", "-", "smtp"),
-            ("relay", "unix", "-", "-", "-", "smtp"),
-            ("showq", "unix", "n", "-", "-", "showq"),
-            ("error", "unix", "-", "-", "-", "error"),
-            ("retry", "unix", "-", "-", "-", "error"),
-            ("discard", "unix", "-", "-", "-", "discard"),
-            ("lmtp", "unix", "-", "-", "-", "lmtp"),
-            ("anvil", "unix", "-", "-", "1", "anvil"),
-            ("scache", "unix", "-", "-", "1", "scache"),
-            ("postlog", "unix-dgram", "n", "-", "1", "postlogd"),
-        ];
-        let mut master_cf = format!("127.0.0.1:{} inet n - n - - smtpd\n", self.port);
-        for (name, kind, private, wakeup, limit, command) in services {
-            master_cf.push_str(&format!(
-                "{name} {kind} {private} - n {wakeup} {limit} {command}\n"
-            ));
-        }
+        let master_cf = postfix_master_cf(self.port);
         std::fs::write(self.path("postfix/master.cf"), master_cf)?;
         Ok(())
     }
