@@ -182,7 +182,7 @@ fn credentials_only_after_stls_and_pipelined_bytes_are_dropped() {
 fn auth_plain_with_and_without_initial_response() {
     let ok = b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdw==\r\nCAPA\r\nQUIT\r\n";
     let (out, fx) = converse_every_way(ok, true);
-    assert!(out.contains("+OK logged in: 2 messages"), "{out}");
+    assert!(out.contains("+OK logged in\r\n"), "{out}");
     assert!(
         !out.contains("USER\r\n") && !out.contains("SASL"),
         "CAPA in TRANSACTION lists no login commands: {out}"
