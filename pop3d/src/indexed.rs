@@ -1,5 +1,6 @@
 //! The [`Store`] of postern-pop3d over `shared::mailstore`: the maildrop is the user's INBOX,
-//! listed in UID order, each message's UIDL derived from UID and UIDVALIDITY like Dovecot's
+//! locked at login, opened and synced at the first listing (so a login does not pay for the
+//! index), listed in UID order, each message's UIDL derived from UID and UIDVALIDITY like Dovecot's
 //! default (`%08Xu%08Xv`, so UIDLs survive an index rebuild and a migration that kept
 //! `dovecot-uidlist`), sizes the index's CRLF size. The maildrop lock is a `flock`ed file in
 //! the Maildir held by the session (IMAP sessions do not take it and may run alongside).
@@ -24,7 +25,9 @@ pub struct IndexedStore {
 }
 
 pub struct IndexedDrop {
-    folder: Folder,
+    store: mailstore::Store,
+    /// The INBOX, opened by [`Maildrop::list`].
+    folder: Option<Folder>,
     /// UIDs in maildrop order: message number n is `uids[n - 1]`.
     uids: Vec<u32>,
     _lock: File,
@@ -38,7 +41,7 @@ fn io_error(e: mailstore::Error) -> io::Error {
 }
 
 impl Store for IndexedStore {
-    fn open(&self, user: &str) -> Result<(Box<dyn Maildrop>, Vec<MessageInfo>), OpenError> {
+    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>, OpenError> {
         let store = mailstore::Store::open(&self.mail_root, user).map_err(io_error)?;
         let lock = OpenOptions::new()
             .read(true)
@@ -52,7 +55,33 @@ impl Store for IndexedStore {
             Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::InUse),
             Err(std::fs::TryLockError::Error(e)) => return Err(OpenError::Io(e)),
         }
-        let mut folder = store.open_folder("INBOX").map_err(io_error)?;
+        Ok(Box::new(IndexedDrop {
+            store,
+            folder: None,
+            uids: Vec::new(),
+            _lock: lock,
+        }))
+    }
+}
+
+impl IndexedDrop {
+    fn folder(&mut self) -> io::Result<&mut Folder> {
+        self.folder
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the maildrop was not listed"))
+    }
+
+    fn uids_of(&self, indexes: &[usize]) -> Vec<u32> {
+        indexes
+            .iter()
+            .filter_map(|&i| self.uids.get(i).copied())
+            .collect()
+    }
+}
+
+impl Maildrop for IndexedDrop {
+    fn list(&mut self) -> io::Result<Vec<MessageInfo>> {
+        let mut folder = self.store.open_folder("INBOX").map_err(io_error)?;
         // Files other programs put in the Maildir get their UIDs now (cheap when new/ and
         // cur/ are unchanged since the last scan).
         folder.sync().map_err(io_error)?;
@@ -68,42 +97,29 @@ impl Store for IndexedStore {
                 (m.uid, info)
             })
             .unzip();
-        Ok((
-            Box::new(IndexedDrop {
-                folder,
-                uids,
-                _lock: lock,
-            }),
-            infos,
-        ))
+        self.uids = uids;
+        self.folder = Some(folder);
+        Ok(infos)
     }
-}
 
-impl IndexedDrop {
-    fn uids_of(&self, indexes: &[usize]) -> Vec<u32> {
-        indexes
-            .iter()
-            .filter_map(|&i| self.uids.get(i).copied())
-            .collect()
-    }
-}
-
-impl Maildrop for IndexedDrop {
     fn read(&mut self, index: usize) -> io::Result<Vec<u8>> {
         let uid = *self
             .uids
             .get(index)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such message"))?;
-        let mut file = self.folder.open_message(uid).map_err(io_error)?;
+        let mut file = self.folder()?.open_message(uid).map_err(io_error)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
     fn commit(&mut self, update: &Update) -> io::Result<()> {
+        if self.folder.is_none() {
+            return Ok(()); // Never listed: nothing was read or marked deleted.
+        }
         let seen = self.uids_of(&update.seen);
         if !seen.is_empty()
-            && let Err(e) = self.folder.mark_seen(&seen)
+            && let Err(e) = self.folder()?.mark_seen(&seen)
         {
             // \Seen is a courtesy to IMAP clients; the deletions are the promise.
             tracing::warn!(event = "pop3.seen_failed", error = %e, "cannot mark messages seen");
@@ -111,7 +127,7 @@ impl Maildrop for IndexedDrop {
         let delete = self.uids_of(&update.delete);
         if !delete.is_empty() {
             // Durable on return: unlinks, directory fsyncs, expunge records fdatasynced.
-            self.folder.expunge(&delete).map_err(io_error)?;
+            self.folder()?.expunge(&delete).map_err(io_error)?;
         }
         Ok(())
     }
@@ -138,7 +154,8 @@ mod tests {
     #[test]
     fn lists_reads_locks_marks_seen_and_deletes_durably() {
         let (_dir, store, root) = store();
-        let (mut drop, infos) = store.open("alice@example.test").unwrap();
+        let mut drop = store.open("alice@example.test").unwrap();
+        let infos = drop.list().unwrap();
         assert_eq!(infos.len(), 2);
         assert_eq!(infos[0].size, 23, "CRLF size");
         assert!(infos.iter().all(|i| is_valid_uidl(&i.uidl)));
@@ -154,7 +171,7 @@ mod tests {
         })
         .unwrap();
         std::mem::drop(drop);
-        let (_again, after) = store.open("alice@example.test").unwrap();
+        let after = store.open("alice@example.test").unwrap().list().unwrap();
         assert_eq!(after, vec![infos[1].clone()], "same UIDL after \\Seen");
         let cur: Vec<String> = std::fs::read_dir(root.join("cur"))
             .unwrap()
@@ -166,10 +183,9 @@ mod tests {
     #[test]
     fn uidls_survive_an_index_rebuild() {
         let (_dir, store, root) = store();
-        let (drop, before) = store.open("alice@example.test").unwrap();
-        std::mem::drop(drop);
+        let before = store.open("alice@example.test").unwrap().list().unwrap();
         std::fs::remove_file(root.join(mailstore::LOG_FILE)).unwrap();
-        let (_drop, after) = store.open("alice@example.test").unwrap();
+        let after = store.open("alice@example.test").unwrap().list().unwrap();
         let uid_part = |v: &[MessageInfo]| -> Vec<String> {
             v.iter().map(|m| m.uidl[..8].to_string()).collect()
         };

@@ -119,18 +119,34 @@ impl Driver {
                         .unwrap_or_else(|e| {
                             Err(crate::maildrop::OpenError::Io(std::io::Error::other(e)))
                         });
-                    let listing = match opened {
-                        Ok((maildrop, messages)) => {
-                            tracing::info!(event = "pop3.login", user = %user, messages = messages.len(), "maildrop open");
+                    let locked = match opened {
+                        Ok(maildrop) => {
+                            tracing::info!(event = "pop3.login", user = %user, "maildrop locked");
                             self.maildrop = Some(maildrop);
-                            Ok(messages)
+                            Ok(())
                         }
                         Err(e) => {
                             log_open_error(&user, &e);
                             Err(e)
                         }
                     };
-                    session.opened(&user, listing)
+                    session.opened(&user, locked)
+                }
+                Step::List => {
+                    let listing = self.blocking(|m| m.list()).await;
+                    match &listing {
+                        Ok(messages) => {
+                            tracing::info!(
+                                event = "pop3.listed",
+                                messages = messages.len(),
+                                "maildrop listed"
+                            )
+                        }
+                        Err(e) => {
+                            tracing::error!(event = "pop3.list_failed", error = %e, "cannot list the maildrop")
+                        }
+                    }
+                    session.listed(listing)
                 }
                 Step::Send { index, lines } => match self.read(index).await {
                     Ok(message) => {

@@ -1,6 +1,6 @@
 //! What POP3 needs from the mailstore, as two small traits: a [`Store`] opens a user's
 //! [`Maildrop`] exclusively (RFC 1939 §8: one session per maildrop), which lists its messages
-//! in a fixed order with their sizes and unique ids, reads them, and applies the UPDATE state
+//! (at the first command that needs it) in a fixed order with their sizes and unique ids, reads them, and applies the UPDATE state
 //! (deletions and \Seen) durably. The session and the socket code depend only on this; the
 //! implementations live beside it. Blocking file I/O: called on blocking threads.
 
@@ -30,7 +30,7 @@ impl From<io::Error> for OpenError {
 }
 
 /// The effects of the UPDATE state (RFC 1939 §6), by message index (0-based, in the order
-/// [`Store::open`] listed them).
+/// [`Maildrop::list`] listed them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Update {
     pub delete: Vec<usize>,
@@ -40,6 +40,9 @@ pub struct Update {
 
 /// An open, locked maildrop. Dropping it releases the lock, however the session ended.
 pub trait Maildrop: Send + Sync + 'static {
+    /// Lists the messages in a fixed order (called once per session, at the first command
+    /// that needs the listing; the order and the indexes below refer to it).
+    fn list(&mut self) -> io::Result<Vec<MessageInfo>>;
     /// The message as stored (LF or CRLF line ends).
     fn read(&mut self, index: usize) -> io::Result<Vec<u8>>;
     /// Applies `update` and returns only when it is durable (RFC 1939 §6: the `+OK` after QUIT
@@ -49,8 +52,9 @@ pub trait Maildrop: Send + Sync + 'static {
 
 /// Opens maildrops.
 pub trait Store: Send + Sync + 'static {
-    /// Locks and lists the maildrop of `user` (the canonical address authd answered).
-    fn open(&self, user: &str) -> Result<(Box<dyn Maildrop>, Vec<MessageInfo>), OpenError>;
+    /// Locks the maildrop of `user` (the canonical address authd answered). RFC 1939 §4 asks
+    /// only that it be locked at login; listing it waits for [`Maildrop::list`].
+    fn open(&self, user: &str) -> Result<Box<dyn Maildrop>, OpenError>;
 }
 
 /// True when `uidl` is a valid unique-id listing (RFC 1939 §7 UIDL).

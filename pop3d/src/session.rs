@@ -33,7 +33,7 @@ enum State {
     AuthPlain,
     /// Credentials verified; the maildrop is being opened.
     Opening,
-    /// RFC 1939 §5: the maildrop is open and locked.
+    /// RFC 1939 §5: the maildrop is locked (and listed once `Transaction::listed`).
     Transaction(Transaction),
     /// RFC 1939 §6: QUIT given, the update is being applied.
     Update,
@@ -41,6 +41,9 @@ enum State {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Transaction {
+    /// The listing is taken at the first command that needs it, then fixed for the session
+    /// (RFC 1939 §5: message numbers do not change).
+    listed: bool,
     messages: Vec<MessageInfo>,
     deleted: Vec<bool>,
     retrieved: Vec<bool>,
@@ -61,10 +64,12 @@ pub enum Step {
         username: String,
         password: String,
     },
-    /// Open and lock the maildrop of `user`, then call [`Session::opened`].
+    /// Lock the maildrop of `user`, then call [`Session::opened`].
     Open {
         user: String,
     },
+    /// List the locked maildrop, then call [`Session::listed`].
+    List,
     /// Read message `index` (0-based); send `+OK`, the message (all of it, or the header and
     /// `lines` body lines) dot-stuffed, and ".". If it cannot be read, call
     /// [`Session::read_failed`] and send its reply instead.
@@ -114,6 +119,8 @@ pub struct Session {
     state: State,
     errors: u32,
     commands_before_auth: u32,
+    /// The transaction command waiting for [`Step::List`].
+    pending: Option<Command>,
 }
 
 impl Session {
@@ -129,6 +136,7 @@ impl Session {
             state: State::Authorization { user: None },
             errors: 0,
             commands_before_auth: 0,
+            pending: None,
         }
     }
 
@@ -347,18 +355,19 @@ impl Session {
         self.count(step)
     }
 
-    /// The maildrop after [`Step::Open`].
-    pub fn opened(&mut self, user: &str, result: Result<Vec<MessageInfo>, OpenError>) -> Step {
+    /// The maildrop after [`Step::Open`]: locked, not yet listed (RFC 1939 §4 asks only for
+    /// the lock; the listing waits for the first command that needs it).
+    pub fn opened(&mut self, user: &str, result: Result<(), OpenError>) -> Step {
         let step = match result {
-            Ok(messages) => {
-                let n = messages.len();
+            Ok(()) => {
                 self.user = Some(user.to_string());
                 self.state = State::Transaction(Transaction {
-                    messages,
-                    deleted: vec![false; n],
-                    retrieved: vec![false; n],
+                    listed: false,
+                    messages: Vec::new(),
+                    deleted: Vec::new(),
+                    retrieved: Vec::new(),
                 });
-                Step::Reply(self.maildrop_summary(reply::LOGGED_IN.text.as_ref()))
+                Step::Reply(reply::LOGGED_IN)
             }
             Err(e) => {
                 self.state = State::Authorization { user: None };
@@ -371,19 +380,34 @@ impl Session {
         self.count(step)
     }
 
-    /// "+OK <text>: N messages (M octets)" over the messages not marked deleted.
-    fn maildrop_summary(&self, text: &str) -> Reply {
-        let (n, octets) = match &self.state {
-            State::Transaction(t) => t.totals(),
-            _ => (0, 0),
+    /// The listing after [`Step::List`]; carries on with the command that asked for it. A
+    /// failure answers that command and leaves the maildrop unlisted (the next one retries).
+    pub fn listed(&mut self, result: std::io::Result<Vec<MessageInfo>>) -> Step {
+        let pending = self.pending.take();
+        let step = match (result, &mut self.state, pending) {
+            (Ok(messages), State::Transaction(t), Some(command)) => {
+                let n = messages.len();
+                *t = Transaction {
+                    listed: true,
+                    messages,
+                    deleted: vec![false; n],
+                    retrieved: vec![false; n],
+                };
+                self.transaction(command)
+            }
+            _ => Step::Reply(reply::MAILDROP_TEMP),
         };
-        Reply::ok_text(format!("{text}: {n} messages ({octets} octets)"))
+        self.count(step)
     }
 
     fn transaction(&mut self, command: Command) -> Step {
         let State::Transaction(t) = &mut self.state else {
             return Step::Reply(reply::WRONG_STATE);
         };
+        if !t.listed && command != Command::Noop {
+            self.pending = Some(command);
+            return Step::List;
+        }
         Step::Reply(match command {
             Command::Stat => {
                 let (n, octets) = t.totals();

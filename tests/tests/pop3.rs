@@ -117,7 +117,7 @@ s.quit()
         out.contains("caps after ['AUTH-RESP-CODE', 'EXPIRE', 'IMPLEMENTATION', 'PIPELINING', 'RESP-CODES', 'SASL', 'TOP', 'UIDL', 'USER', 'UTF8']"),
         "{out}"
     );
-    assert!(out.contains("pass b'+OK logged in: 3 messages ("), "{out}");
+    assert!(out.contains("pass b'+OK logged in'"), "{out}");
     assert!(out.contains("stat (3, "), "{out}");
     // Deliveries may be stored in any order: check the shape, not which message is where.
     let line = |label: &str| out.lines().find(|l| l.starts_with(label)).unwrap_or("");
@@ -193,7 +193,7 @@ s.quit()
         out.contains("wrong b'-ERR [AUTH] authentication failed'"),
         "{out}"
     );
-    assert!(out.contains("plain b'+OK logged in: 1 messages"), "{out}");
+    assert!(out.contains("plain b'+OK logged in'"), "{out}");
     assert!(out.contains("stat (1, "), "{out}");
 }
 
@@ -373,6 +373,7 @@ except poplib.error_proto as e:
 a.quit()
 b.user("alice@example.test")
 print("after", b.pass_("alice-pw"))
+print("after stat", b.stat())
 b.quit()
 "#,
     );
@@ -380,7 +381,8 @@ b.quit()
         out.contains("second b'-ERR [IN-USE] maildrop already locked by another session'"),
         "{out}"
     );
-    assert!(out.contains("after b'+OK logged in: 1 messages"), "{out}");
+    assert!(out.contains("after b'+OK logged in'"), "{out}");
+    assert!(out.contains("after stat (1, "), "{out}");
 }
 
 #[test]
@@ -448,10 +450,12 @@ for attempt in range(100):
         time.sleep(0.1)
 a.user("alice@example.test")
 print("login", a.pass_("alice-pw"))
+print("stat", a.stat())
 a.quit()
 "#,
     );
-    assert!(out.contains("login b'+OK logged in: 2 messages"), "{out}");
+    assert!(out.contains("login b'+OK logged in'"), "{out}");
+    assert!(out.contains("stat (2, "), "{out}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ struct Effects {
     verified: Vec<(String, String)>,
     committed: Option<Update>,
     closed: bool,
+    listings: usize,
 }
 
 fn infos() -> Vec<MessageInfo> {
@@ -68,7 +69,11 @@ fn drive(s: &mut Session, lines: &mut Lines, step: Step, out: &mut Vec<u8>, fx: 
             Step::Open { user } if user == "busy@example.test" => {
                 s.opened(&user, Err(OpenError::InUse))
             }
-            Step::Open { user } => s.opened(&user, Ok(infos())),
+            Step::Open { user } => s.opened(&user, Ok(())),
+            Step::List => {
+                fx.listings += 1;
+                s.listed(Ok(infos()))
+            }
             Step::Send { index, lines: n } => {
                 s.send_header(index, n).write_to(out);
                 return crate::reply::write_message(MESSAGES[index], n, out);
@@ -123,7 +128,7 @@ fn a_whole_session_over_implicit_tls() {
     let expected = "+OK mail.example.test POP3 Postern ready\r\n\
         +OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\nUTF8 USER\r\nEXPIRE NEVER\r\nIMPLEMENTATION Postern\r\n.\r\n\
         +OK send PASS\r\n\
-        +OK logged in: 2 messages (53 octets)\r\n\
+        +OK logged in\r\n\
         +OK 2 53\r\n\
         +OK scan listing follows\r\n1 23\r\n2 30\r\n.\r\n\
         +OK 2 uid1\r\n\
@@ -177,7 +182,7 @@ fn credentials_only_after_stls_and_pipelined_bytes_are_dropped() {
 fn auth_plain_with_and_without_initial_response() {
     let ok = b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABwdw==\r\nCAPA\r\nQUIT\r\n";
     let (out, fx) = converse_every_way(ok, true);
-    assert!(out.contains("+OK logged in: 2 messages"), "{out}");
+    assert!(out.contains("+OK logged in\r\n"), "{out}");
     assert!(
         !out.contains("USER\r\n") && !out.contains("SASL"),
         "CAPA in TRANSACTION lists no login commands: {out}"
@@ -210,7 +215,7 @@ fn states_are_enforced_and_in_use_is_reported() {
         -ERR [IN-USE] maildrop already locked by another session\r\n\
         +OK UTF8 enabled\r\n\
         +OK send PASS\r\n\
-        +OK logged in: 2 messages (53 octets)\r\n\
+        +OK logged in\r\n\
         -ERR command not valid in this state\r\n\
         +OK\r\n\
         +OK maildrop has 2 messages (53 octets)\r\n\
@@ -251,9 +256,10 @@ fn a_read_failure_is_a_temporary_error_and_not_seen() {
         }),
         Step::Open { .. }
     ));
-    s.opened("a@example.test", Ok(infos()));
+    s.opened("a@example.test", Ok(()));
+    assert_eq!(s.command(b"RETR 1\r\n"), Step::List);
     assert_eq!(
-        s.command(b"RETR 1\r\n"),
+        s.listed(Ok(infos())),
         Step::Send {
             index: 0,
             lines: None
@@ -271,5 +277,38 @@ fn a_read_failure_is_a_temporary_error_and_not_seen() {
             reason: shared::proto::auth::TempReason::Throttled
         }),
         Step::Reply(crate::reply::AUTH_TEMP)
+    );
+}
+
+#[test]
+fn login_only_locks_and_the_first_command_lists_once() {
+    let (out, fx) = converse_every_way(b"USER a@example.test\r\nPASS pw\r\nNOOP\r\nQUIT\r\n", true);
+    assert!(
+        out.ends_with("+OK logged in\r\n+OK\r\n+OK Postern POP3 server signing off\r\n"),
+        "{out}"
+    );
+    assert_eq!((fx.listings, fx.committed), (0, Some(Update::default())));
+    let input = b"USER a@example.test\r\nPASS pw\r\nSTAT\r\nLIST\r\nRETR 1\r\nQUIT\r\n";
+    let (out, fx) = converse(&[input], true);
+    assert!(out.contains("+OK 2 53\r\n"), "{out}");
+    assert_eq!(fx.listings, 1, "listed at STAT and kept");
+}
+
+#[test]
+fn a_listing_failure_is_temporary_and_retried() {
+    let mut s = Session::new(cfg(), true, true);
+    s.command(b"USER a@example.test\r\n");
+    s.command(b"PASS pw\r\n");
+    s.auth_result(VerifyOutcome::Ok {
+        user: "a@example.test".into(),
+    });
+    s.opened("a@example.test", Ok(()));
+    assert_eq!(s.command(b"STAT\r\n"), Step::List);
+    let failed = s.listed(Err(std::io::Error::other("disk")));
+    assert!(matches!(failed, Step::Reply(r) if r == crate::reply::MAILDROP_TEMP));
+    assert_eq!(s.command(b"STAT\r\n"), Step::List);
+    assert_eq!(
+        s.listed(Ok(infos())),
+        Step::Reply(Reply::ok_text("2 53".to_string()))
     );
 }
