@@ -227,6 +227,17 @@ fn record(results: &mut Results, step: &'static str, kind: Kind, v: f64) {
     results.entry((step, kind)).or_default().push(v);
 }
 
+/// One session per user, one after the other, before the concurrent phases: a user's first
+/// logins at the same moment race while creating its mail store (reported, not measured here).
+async fn prime(addr: SocketAddr, users: usize) -> anyhow::Result<()> {
+    for u in 1..=users {
+        let mut imap = Imap::connect(addr, None, client::config()).await?;
+        imap.login_select(&address(u), &password(u)).await?;
+        imap.command("LOGOUT").await?;
+    }
+    Ok(())
+}
+
 /// Memory per idle session: the process tree under `root` before and after `n` sessions.
 async fn memory(
     kind: Kind,
@@ -235,6 +246,7 @@ async fn memory(
     o: &Options,
     results: &mut Results,
 ) -> anyhow::Result<()> {
+    prime(addr, o.users).await?;
     let (pss0, rss0) = systems::memory_kib(root);
     let sessions = open_idle(addr, o.sessions, o.users).await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
