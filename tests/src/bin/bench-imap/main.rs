@@ -10,9 +10,11 @@
 //! 3. Concurrency: `--idle` (10,000) IDLE sessions on Postern from several 127.0.0.x source
 //!    addresses, one SMTP delivery to every user, time until every session saw `* N EXISTS`.
 //!    Dovecot gets `--dovecot-idle` sessions and a file dropped into each new/.
+//!
 //! Run as root with Debian's dovecot-core and dovecot-imapd for the comparison:
 //!   CARGO_TARGET_DIR=/work/target-bench cargo build --release --workspace
 //!   /work/target-bench/release/bench-imap
+//!
 //! Options: `--messages N` (20000), `--size BYTES` (4096), `--runs N` (3), `--sessions N`
 //! (200), `--idle N` (10000), `--dovecot-idle N` (1000), `--users N` (100),
 //! `--only postern|dovecot`.

@@ -86,7 +86,7 @@ pub fn message(mailbox: usize, i: usize, size: usize) -> Vec<u8> {
             w = w
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            line.push_str(WORDS[(w >> 33) as usize % WORDS.len()]);
+            line.push_str(WORDS[(w >> 33) % WORDS.len()]);
             line.push(' ');
         }
         if i % 100 == 11 && m.len() > size / 2 && !m.ends_with(b"xylophone\n") {
