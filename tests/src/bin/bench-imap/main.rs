@@ -250,10 +250,14 @@ async fn memory(
 ) -> anyhow::Result<()> {
     prime(addr, o.users).await?;
     let (pss0, rss0) = systems::memory_kib(root);
+    let fds0 = systems::fd_count(root);
     let sessions = open_idle(addr, o.sessions, o.users).await?;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (pss1, rss1) = systems::memory_kib(root);
     let n = sessions.len().max(1) as f64;
+    let fds = (systems::fd_count(root) as f64 - fds0 as f64) / n;
+    println!("  {kind:?} open descriptors of the tree: {fds:.1} per IDLE session");
+    record(results, "descriptors per IDLE session", kind, fds);
     let (pss, rss) = (
         (pss1 as f64 - pss0 as f64) / n,
         (rss1 as f64 - rss0 as f64) / n,

@@ -328,6 +328,15 @@ pub fn memory_kib(root: i32) -> (u64, u64) {
         })
 }
 
+/// Open descriptors over the process tree under `root`.
+pub fn fd_count(root: i32) -> usize {
+    descendants(root)
+        .into_iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .map(|d| d.count())
+        .sum()
+}
+
 /// The "Max open files" line of a process.
 pub fn fd_limit(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/limits"))
