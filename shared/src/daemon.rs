@@ -88,6 +88,28 @@ impl Shutdown {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: every connection a daemon holds is
+/// a descriptor (an IDLE session of postern-imapd lasts hours), and the soft limit a daemon
+/// inherits (often 1024) is far below what the hard limit allows.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0
+            && (lim.rlim_cur >= lim.rlim_max || {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+            })
+    };
+    if !raised {
+        tracing::warn!(event = "daemon.nofile", error = %std::io::Error::last_os_error(),
+            "cannot raise the open-files limit");
+    }
+}
+
 /// Runs a daemon. Call it first thing in `main`, before any thread exists.
 pub fn run<F, Fut>(spec: &DaemonSpec, serve: F) -> ExitCode
 where
@@ -104,6 +126,7 @@ where
         }
     };
     crate::logging::init(name, &startup.slice.log_level);
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

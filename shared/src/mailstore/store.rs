@@ -254,7 +254,18 @@ impl Store {
     }
 
     /// SUBSCRIBE / UNSUBSCRIBE (RFC 3501 §6.3.6, §6.3.7). The file is replaced atomically.
+    /// Sessions of one user subscribing at once (their first logins each create the default
+    /// folders) take turns under `subscriptions.postern-lock`, so that none loses another's
+    /// change or finds the shared temporary file renamed away.
     pub fn subscribe(&self, name: &str, subscribed: bool) -> Result<()> {
+        let lock_path = self.root.join(format!("{SUBSCRIPTIONS_FILE}.postern-lock"));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        lock.lock().at(&lock_path)?;
         let name = names::normalize(name);
         let mut subs = self.subscriptions()?;
         subs.retain(|s| *s != name);

@@ -170,3 +170,24 @@ fn first_deliveries_racing_to_a_new_mailbox_are_all_indexed_at_delivery() {
     assert_eq!(given, (1..=40).collect::<Vec<u32>>());
     check(&root, 40);
 }
+
+#[test]
+fn sessions_subscribing_at_once_all_succeed_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(&dir.path().join("Maildir")).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    store.subscribe(&format!("f{t}-{i}"), true).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let subs: HashSet<String> = store.subscriptions().unwrap().into_iter().collect();
+    assert_eq!(subs.len(), 160, "{subs:?}");
+}
