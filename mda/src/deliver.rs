@@ -44,7 +44,15 @@ fn deliver_one(
     // RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To names the mailbox.
     let sender = sender.replace(['\r', '\n'], "");
     let header = format!("Return-Path: <{sender}>\nDelivered-To: {mailbox}\n");
-    match Maildir::create(&dir).and_then(|md| md.deliver(&[header.as_bytes(), body], hostname)) {
+    let attempt =
+        || Maildir::create(&dir).and_then(|md| md.deliver(&[header.as_bytes(), body], hostname));
+    // A Maildir removed since this process last wrote to it: forgotten by the failed
+    // attempt, created again by the second.
+    let outcome = match attempt() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => attempt(),
+        other => other,
+    };
+    match outcome {
         Ok(delivered) => {
             tracing::info!(
                 event = "delivery.ok",

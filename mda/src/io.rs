@@ -4,14 +4,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shared::daemon::AnyStream;
-use shared::proto::auth::AuthClient;
+use shared::proto::auth::{AuthClient, ClientError, Recipient};
 use shared::smtp::conn::{Conn, Input};
 use shared::smtp::{DataReceiver, Reply, replies};
 
 use crate::deliver::deliver;
+use crate::lookups::Lookups;
 use crate::session::{DataOutcome, Session, Step};
 
 /// Idle time allowed between commands and between data chunks (RFC 5321 §4.5.3.2 asks for
@@ -24,6 +25,8 @@ pub struct Context {
     pub auth: Arc<AuthClient>,
     pub mail_root: PathBuf,
     pub hostname: String,
+    /// Recent positive lookups (`lookups.rs`).
+    pub lookups: Lookups,
 }
 
 /// Serves one connection until QUIT, EOF, timeout or too many errors.
@@ -57,7 +60,7 @@ pub async fn run(
                 conn.flush().await?;
                 return Ok(());
             }
-            Step::Lookup(address) => match ctx.auth.lookup(&address).await {
+            Step::Lookup(address) => match lookup(&ctx, &address).await {
                 Ok(found) => session.resolved(address, found),
                 Err(e) => {
                     tracing::error!(event = "lmtp.lookup_failed", error = %e, "authd lookup failed");
@@ -83,6 +86,17 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// `address` resolved through authd, or from the memory of its recent answers.
+async fn lookup(ctx: &Context, address: &str) -> Result<Recipient, ClientError> {
+    let now = Instant::now();
+    if let Some(found) = ctx.lookups.get(address, now) {
+        return Ok(found);
+    }
+    let found = ctx.auth.lookup(address).await?;
+    ctx.lookups.put(address, &found, now);
+    Ok(found)
 }
 
 /// The replies after the message: one per accepted recipient.

@@ -4,6 +4,7 @@
 
 pub mod deliver;
 pub mod io;
+pub mod lookups;
 pub mod session;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         auth: Arc::new(AuthClient::new(slice.runtime_dir.join("auth.sock"))),
         mail_root: slice.state_dir.join("mail"),
         hostname: slice.hostname.clone(),
+        lookups: lookups::Lookups::default(),
     });
     ctx.ready();
     let mut sessions = Sessions::default();

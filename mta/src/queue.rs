@@ -11,7 +11,7 @@
 //! old queue name pointing at a half-overwritten file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -354,11 +354,7 @@ fn write_reused(
     let mut renamed = false;
     let mut attempt = || {
         let mut file = OpenOptions::new().write(true).open(pooled)?;
-        let mut len = 0u64;
-        for part in parts {
-            file.write_all(part)?;
-            len += part.len() as u64;
-        }
+        let len = shared::fsio::write_parts(&mut file, parts)?;
         file.set_len(len)?;
         // As in write_atomic: data first, then the name, then the directory.
         file.sync_all()?;
@@ -394,9 +390,7 @@ fn write_atomic(
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
+        shared::fsio::write_parts(&mut file, parts)?;
         // The message must be on disk before its name promises it...
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -9,6 +9,7 @@ pub mod users;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod daemon;
 pub mod date;
+pub mod fsio;
 pub mod groupsync;
 pub mod listen;
 pub mod logging;

@@ -4,10 +4,11 @@
 //! The link is made under the folder's index lock, which gives the message its IMAP UID and a
 //! name carrying it (`mailstore::deliver`). No sockets here.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,7 +48,15 @@ pub fn mailbox_path(mail_root: &Path, address: &str) -> Option<PathBuf> {
 impl Maildir {
     /// Opens the Maildir at `root`, creating it and its `tmp/ new/ cur/` (mode 0700) on first
     /// delivery.
+    /// A Maildir this process created or found complete is not checked again (three `stat`s
+    /// per delivery saved); should it vanish, the delivery fails with `NotFound` and
+    /// [`Maildir::deliver`] forgets it, so the next attempt creates it again.
     pub fn create(root: &Path) -> std::io::Result<Maildir> {
+        if known(root) {
+            return Ok(Maildir {
+                root: root.to_path_buf(),
+            });
+        }
         if !root.join("new").is_dir() || !root.join("tmp").is_dir() || !root.join("cur").is_dir() {
             let mut builder = std::fs::DirBuilder::new();
             builder.recursive(true).mode(0o700);
@@ -60,6 +69,7 @@ impl Maildir {
                 sync_dir(dir)?;
             }
         }
+        remember(root);
         Ok(Maildir {
             root: root.to_path_buf(),
         })
@@ -92,7 +102,38 @@ impl Maildir {
             Ok(Delivered { path: new, uid })
         });
         let _ = std::fs::remove_file(&tmp);
+        if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            forget(&self.root);
+        }
         result
+    }
+}
+
+/// Maildirs known complete in this process (bounded: emptied when full).
+static KNOWN: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+const MAX_KNOWN: usize = 4096;
+
+fn known(root: &Path) -> bool {
+    KNOWN
+        .lock()
+        .is_ok_and(|k| k.as_ref().is_some_and(|k| k.contains(root)))
+}
+
+fn remember(root: &Path) {
+    if let Ok(mut k) = KNOWN.lock() {
+        let set = k.get_or_insert_with(HashSet::new);
+        if set.len() >= MAX_KNOWN {
+            set.clear();
+        }
+        set.insert(root.to_path_buf());
+    }
+}
+
+fn forget(root: &Path) {
+    if let Ok(mut k) = KNOWN.lock()
+        && let Some(set) = k.as_mut()
+    {
+        set.remove(root);
     }
 }
 
@@ -119,9 +160,7 @@ fn write_synced(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    for part in parts {
-        file.write_all(part)?;
-    }
+    crate::fsio::write_parts(&mut file, parts)?;
     // The data must be on disk before the name in new/ can promise it.
     file.sync_all()
 }
@@ -157,6 +196,24 @@ mod tests {
         for sub in ["cur", "new", "tmp"] {
             assert!(md.root().join(sub).is_dir());
         }
+    }
+
+    #[test]
+    fn a_maildir_removed_after_delivery_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("example.org/gone");
+        let md = Maildir::create(&root).unwrap();
+        md.deliver(&[b"x\n"], "mx.example").unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        // Known complete, so not checked: the delivery finds it gone and forgets it.
+        let e = Maildir::create(&root)
+            .unwrap()
+            .deliver(&[b"y\n"], "mx.example")
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        let again = Maildir::create(&root).unwrap();
+        let d = again.deliver(&[b"z\n"], "mx.example").unwrap();
+        assert_eq!(std::fs::read(&d.path).unwrap(), b"z\n");
     }
 
     #[test]

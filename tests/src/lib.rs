@@ -102,12 +102,26 @@ pub struct Setup {
     ip: std::net::IpAddr,
 }
 
+static TEMP_BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Where [`Setup`] makes its temporary directories: `/tmp`, unless a benchmark chose another
+/// place with [`set_temp_base`].
+pub fn temp_base() -> &'static Path {
+    TEMP_BASE.get_or_init(|| PathBuf::from("/tmp"))
+}
+
+/// Makes [`Setup`] create its directories under `dir` from now on (once per process: the
+/// first choice stays).
+pub fn set_temp_base(dir: PathBuf) {
+    let _ = TEMP_BASE.set(dir);
+}
+
 impl Setup {
     /// A configuration with every listener on a free port and `extra` appended (TOML tables).
     pub fn new(extra: &str) -> Setup {
         let dir = tempfile::Builder::new()
             .prefix("pt")
-            .tempdir_in("/tmp")
+            .tempdir_in(temp_base())
             .expect("tempdir");
         // Service users must be able to reach runtime_dir and state_dir below it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
