@@ -110,6 +110,70 @@ pub fn validate(
         errors: Vec::new(),
     };
 
+    let domains = validate_identity(&mut c, &raw);
+
+    let state_dir = c.path("state_dir", &raw.state_dir);
+    let runtime_dir = c.path("runtime_dir", &raw.runtime_dir);
+    if runtime_dir.as_os_str().len() > MAX_RUNTIME_DIR_LEN {
+        c.error(
+            "runtime_dir",
+            format!("is longer than {MAX_RUNTIME_DIR_LEN} bytes"),
+            Some(
+                "Unix socket paths are limited to 108 bytes (unix(7)); choose a shorter directory"
+                    .into(),
+            ),
+        );
+    }
+    let users_file = c.path("users_file", &raw.users_file);
+    let aliases_file = c.path("aliases_file", &raw.aliases_file);
+    let tls = TlsConfig {
+        cert: c.path("tls.cert", &raw.tls.cert),
+        key: c.path("tls.key", &raw.tls.key),
+        self_signed: raw.tls.self_signed,
+    };
+
+    let listen = validate_listen(&mut c, &raw);
+    let relay = raw.relay.as_ref().map(|r| validate_relay(&mut c, r));
+    let dkim = validate_dkim(&mut c, &raw);
+
+    let limits = validate_limits(&mut c, &raw.limits);
+    let mta = validate_mta(&mut c, &raw, &runtime_dir);
+    let pop3 = validate_pop3(&mut c, &raw.pop3);
+    let imap = validate_imap(&mut c, &raw.imap);
+    let service_users = validate_service_users(&mut c, &raw.service_users);
+    let auth = validate_auth(&mut c, &raw.auth);
+    let supervisor = validate_supervisor(&mut c, &raw.supervisor);
+    let log_level = validate_log_level(&mut c, &raw.log.level);
+
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    Ok(Config {
+        file: file_abs,
+        hostname: raw.hostname.to_ascii_lowercase(),
+        domains,
+        state_dir,
+        runtime_dir,
+        users_file,
+        aliases_file,
+        tls,
+        listen,
+        relay,
+        dkim,
+        limits,
+        mta,
+        pop3,
+        imap,
+        service_users,
+        auth,
+        supervisor,
+        log_level,
+        raw,
+    })
+}
+
+/// `hostname` and `domains` (lower-cased, each once).
+fn validate_identity(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<String> {
     if raw.hostname.is_empty() {
         c.error(
             "hostname",
@@ -139,32 +203,11 @@ pub fn validate(
             domains.push(d);
         }
     }
+    domains
+}
 
-    let state_dir = c.path("state_dir", &raw.state_dir);
-    let runtime_dir = c.path("runtime_dir", &raw.runtime_dir);
-    if runtime_dir.as_os_str().len() > MAX_RUNTIME_DIR_LEN {
-        c.error(
-            "runtime_dir",
-            format!("is longer than {MAX_RUNTIME_DIR_LEN} bytes"),
-            Some(
-                "Unix socket paths are limited to 108 bytes (unix(7)); choose a shorter directory"
-                    .into(),
-            ),
-        );
-    }
-    let users_file = c.path("users_file", &raw.users_file);
-    let aliases_file = c.path("aliases_file", &raw.aliases_file);
-    let tls = TlsConfig {
-        cert: c.path("tls.cert", &raw.tls.cert),
-        key: c.path("tls.key", &raw.tls.key),
-        self_signed: raw.tls.self_signed,
-    };
-
-    let listen = validate_listen(&mut c, &raw);
-    let relay = raw.relay.as_ref().map(|r| validate_relay(&mut c, r));
-    let dkim = validate_dkim(&mut c, &raw);
-
-    if raw.limits.message_size == 0 {
+fn validate_limits(c: &mut Checker<'_>, raw: &super::raw::RawLimits) -> Limits {
+    if raw.message_size == 0 {
         c.error(
             "limits.message_size",
             "must be greater than 0",
@@ -172,13 +215,13 @@ pub fn validate(
         );
     }
     let limits = Limits {
-        message_size: raw.limits.message_size,
-        recipients: raw.limits.recipients,
-        errors: raw.limits.errors,
-        commands_before_mail: raw.limits.commands_before_mail,
-        idle_timeout: c.duration("limits.idle_timeout", &raw.limits.idle_timeout),
-        connections_per_ip: raw.limits.connections_per_ip,
-        connections: raw.limits.connections,
+        message_size: raw.message_size,
+        recipients: raw.recipients,
+        errors: raw.errors,
+        commands_before_mail: raw.commands_before_mail,
+        idle_timeout: c.duration("limits.idle_timeout", &raw.idle_timeout),
+        connections_per_ip: raw.connections_per_ip,
+        connections: raw.connections,
     };
     for (key, n) in [
         ("limits.recipients", limits.recipients),
@@ -198,6 +241,11 @@ pub fn validate(
             Some("RFC 5321 §4.5.3.2 asks for 5 minutes: \"5m\"".into()),
         );
     }
+    limits
+}
+
+/// `[queue]` and `[submission]`: what the MTA needs beyond the listeners.
+fn validate_mta(c: &mut Checker<'_>, raw: &RawConfig, runtime_dir: &Path) -> MtaSettings {
     let delivery = match raw.queue.delivery.as_str() {
         "" => DeliveryTarget::Unix(runtime_dir.join("lmtp.sock")),
         other => match other.strip_prefix("unix:") {
@@ -225,7 +273,7 @@ pub fn validate(
         retry_max: c.duration("queue.retry_max", &raw.queue.retry_max),
         lifetime: c.duration("queue.lifetime", &raw.queue.lifetime),
         delay_warning: c.duration("queue.delay_warning", &raw.queue.delay_warning),
-        outbound: validate_outbound(&mut c, &raw),
+        outbound: validate_outbound(c, raw),
     };
     if mta.lifetime.is_zero() {
         c.error(
@@ -234,44 +282,42 @@ pub fn validate(
             Some("RFC 5321 §4.5.4.1 suggests \"5d\"".into()),
         );
     }
-    let pop3 = validate_pop3(&mut c, &raw.pop3);
+    mta
+}
 
-    let imap = validate_imap(&mut c, &raw.imap);
-
-    let mut users = Vec::new();
+fn validate_service_users(c: &mut Checker<'_>, raw: &super::raw::RawServiceUsers) -> ServiceUsers {
     for (key, name) in [
-        ("service_users.auth", &raw.service_users.auth),
-        ("service_users.mta", &raw.service_users.mta),
-        ("service_users.mail", &raw.service_users.mail),
+        ("service_users.auth", &raw.auth),
+        ("service_users.mta", &raw.mta),
+        ("service_users.mail", &raw.mail),
     ] {
         if !is_user_name(name) {
             c.error(key, format!("{name:?} is not a valid user name"), None);
         }
-        users.push(name.clone());
     }
-    if raw.service_users.auth == raw.service_users.mta
-        || raw.service_users.auth == raw.service_users.mail
-    {
+    if raw.auth == raw.mta || raw.auth == raw.mail {
         c.error(
             "service_users.auth",
             "must differ from the mta and mail users",
             Some("only authd may read the users file, so it needs a user of its own".into()),
         );
     }
-    let service_users = ServiceUsers {
-        auth: raw.service_users.auth.clone(),
-        mta: raw.service_users.mta.clone(),
-        mail: raw.service_users.mail.clone(),
-        create_missing: raw.service_users.create_missing,
-    };
+    ServiceUsers {
+        auth: raw.auth.clone(),
+        mta: raw.mta.clone(),
+        mail: raw.mail.clone(),
+        create_missing: raw.create_missing,
+    }
+}
 
+fn validate_auth(c: &mut Checker<'_>, raw: &super::raw::RawAuth) -> AuthSettings {
     let auth = AuthSettings {
-        cache_ttl: c.duration("auth.cache_ttl", &raw.auth.cache_ttl),
-        fail_delay: c.duration("auth.fail_delay", &raw.auth.fail_delay),
-        fail_delay_max: c.duration("auth.fail_delay_max", &raw.auth.fail_delay_max),
-        fail_window: c.duration("auth.fail_window", &raw.auth.fail_window),
-        max_failures_per_ip: raw.auth.max_failures_per_ip,
-        max_failures_per_user: raw.auth.max_failures_per_user,
+        cache_ttl: c.duration("auth.cache_ttl", &raw.cache_ttl),
+        fail_delay: c.duration("auth.fail_delay", &raw.fail_delay),
+        fail_delay_max: c.duration("auth.fail_delay_max", &raw.fail_delay_max),
+        fail_window: c.duration("auth.fail_window", &raw.fail_window),
+        max_failures_per_ip: raw.max_failures_per_ip,
+        max_failures_per_user: raw.max_failures_per_user,
     };
     if auth.fail_delay > auth.fail_delay_max {
         c.error(
@@ -288,53 +334,31 @@ pub fn validate(
             c.error(key, "must be at least 1", None);
         }
     }
+    auth
+}
 
+fn validate_supervisor(c: &mut Checker<'_>, raw: &super::raw::RawSupervisor) -> SupervisorSettings {
     let supervisor = SupervisorSettings {
-        restart_delay: c.duration("supervisor.restart_delay", &raw.supervisor.restart_delay),
-        restart_delay_max: c.duration(
-            "supervisor.restart_delay_max",
-            &raw.supervisor.restart_delay_max,
-        ),
-        stop_timeout: c.duration("supervisor.stop_timeout", &raw.supervisor.stop_timeout),
+        restart_delay: c.duration("supervisor.restart_delay", &raw.restart_delay),
+        restart_delay_max: c.duration("supervisor.restart_delay_max", &raw.restart_delay_max),
+        stop_timeout: c.duration("supervisor.stop_timeout", &raw.stop_timeout),
     };
     if supervisor.restart_delay.is_zero() {
         c.error("supervisor.restart_delay", "must be greater than 0", None);
     }
+    supervisor
+}
 
-    let log_level = raw.log.level.to_ascii_lowercase();
+fn validate_log_level(c: &mut Checker<'_>, level: &str) -> String {
+    let log_level = level.to_ascii_lowercase();
     if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
         c.error(
             "log.level",
-            format!("{:?} is not a log level", raw.log.level),
+            format!("{:?} is not a log level", level),
             Some("one of error, warn, info, debug, trace".into()),
         );
     }
-
-    if !c.errors.is_empty() {
-        return Err(c.errors);
-    }
-    Ok(Config {
-        file: file_abs,
-        hostname: raw.hostname.to_ascii_lowercase(),
-        domains,
-        state_dir,
-        runtime_dir,
-        users_file,
-        aliases_file,
-        tls,
-        listen,
-        relay,
-        dkim,
-        limits,
-        mta,
-        pop3,
-        imap,
-        service_users,
-        auth,
-        supervisor,
-        log_level,
-        raw,
-    })
+    log_level
 }
 
 fn validate_listen(c: &mut Checker<'_>, raw: &RawConfig) -> Vec<(ListenerName, Vec<SocketAddr>)> {
