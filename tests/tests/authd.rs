@@ -442,3 +442,57 @@ fn a_broken_edit_of_the_users_file_keeps_the_previous_users() {
         }
     );
 }
+
+#[test]
+fn a_burst_of_good_logins_from_one_address_waits_instead_of_being_refused() {
+    // Five failures per address; thirty users log in at the same instant from one address
+    // (an office behind NAT after a restart: nothing cached).
+    let setup = Setup::new("[auth]\nfail_delay = \"10ms\"\nmax_failures_per_ip = 5\n");
+    let users: Vec<String> = (0..30).map(|i| format!("u{i}@example.test")).collect();
+    for u in &users {
+        setup.add_user(u, "pw");
+    }
+    let server = setup.start();
+    let client = std::sync::Arc::new(AuthClient::new(server.auth_socket()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcomes = rt.block_on(async {
+        let tasks: Vec<_> = users
+            .iter()
+            .map(|u| {
+                let (client, u) = (client.clone(), u.clone());
+                let ip = Some("192.0.2.9".parse().unwrap());
+                tokio::spawn(async move {
+                    client
+                        .verify(Mechanism::Plain, &u, "pw", ip, "imap")
+                        .await
+                        .expect("authd answers")
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let ok = outcomes
+        .iter()
+        .filter(|o| matches!(o, VerifyOutcome::Ok { .. }))
+        .count();
+    assert_eq!(ok, users.len(), "{outcomes:?}");
+    // Guesses from that address still stop at the limit.
+    for i in 0..5 {
+        let o = verify_from(&client, &format!("u{i}@example.test"), "bad", "192.0.2.9");
+        assert!(matches!(o, VerifyOutcome::Fail { .. }), "{o:?}");
+    }
+    assert_eq!(
+        verify_from(&client, "u9@example.test", "pw", "192.0.2.9"),
+        VerifyOutcome::TempFail {
+            reason: TempReason::Throttled
+        }
+    );
+}

@@ -23,7 +23,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use self::cache::Cache;
 use self::directory::Watched;
-use self::throttle::{Throttle, Verdict};
+use self::throttle::{Attempt, Throttle, Verdict};
 
 /// How long a peer may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
+/// How long a login waits for the undecided attempts that hold its address or user at the
+/// failure limit (`throttle::Verdict::Busy`), and how often it looks again.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+const BUSY_POLL: Duration = Duration::from_millis(10);
 
 /// State shared by all connections.
 pub struct Authd {
@@ -234,6 +238,23 @@ impl Authd {
         Some(made)
     }
 
+    /// [`Throttle::begin`], waiting up to [`BUSY_WAIT`] while the limit is reached only by
+    /// attempts still being checked (they may well succeed).
+    async fn begin(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        username: &str,
+    ) -> Result<Attempt, Verdict> {
+        let start = Instant::now();
+        loop {
+            match lock(&self.throttle).begin(ip, username, Instant::now()) {
+                Err(Verdict::Busy { .. }) if start.elapsed() < BUSY_WAIT => {}
+                decided => return decided,
+            }
+            tokio::time::sleep(BUSY_POLL).await;
+        }
+    }
+
     async fn verify(
         self: &Arc<Self>,
         username: &str,
@@ -243,8 +264,14 @@ impl Authd {
     ) -> VerifyOutcome {
         let now = Instant::now();
         let remote = ip.map(|i| i.to_string()).unwrap_or_default();
-        let attempt = match lock(&self.throttle).begin(ip, username, now) {
+        let attempt = match self.begin(ip, username).await {
             Ok(a) => a,
+            Err(Verdict::Busy { by }) => {
+                tracing::warn!(event = "auth.throttled", user = ?username, remote, service, by, "too many logins still being checked; refusing for now");
+                return VerifyOutcome::TempFail {
+                    reason: TempReason::Throttled,
+                };
+            }
             Err(Verdict::Blocked { by }) => {
                 tracing::warn!(event = "auth.throttled", user = ?username, remote, service, by, "too many failed logins; refusing for now");
                 return VerifyOutcome::TempFail {

@@ -16,14 +16,21 @@ const MAX_KEYS: usize = 100_000;
 /// Why an attempt was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Over a limit: `by` says which ("ip" or "user").
+    /// Over a limit with decided failures: `by` says which ("ip" or "user").
     Blocked { by: &'static str },
+    /// At the limit only because of attempts still being checked: the caller may wait for
+    /// them to be decided and begin again (a burst of logins from one address behind NAT
+    /// is not a spray of guesses until its hashes say so).
+    Busy { by: &'static str },
 }
 
 pub struct Throttle {
     settings: AuthSettings,
     by_ip: HashMap<IpAddr, VecDeque<Instant>>,
     by_user: HashMap<String, VecDeque<Instant>>,
+    /// How many of the times counted above are attempts not yet decided.
+    pending_ip: HashMap<IpAddr, u32>,
+    pending_user: HashMap<String, u32>,
 }
 
 /// The address failures are counted under: IPv6 clients usually own a whole /64.
@@ -56,6 +63,8 @@ impl Throttle {
             settings,
             by_ip: HashMap::new(),
             by_user: HashMap::new(),
+            pending_ip: HashMap::new(),
+            pending_user: HashMap::new(),
         }
     }
 
@@ -76,7 +85,8 @@ impl Throttle {
 
     /// Starts an attempt: refused when the address or the user is over its limit, else
     /// counted as a failure right away, so that concurrent guesses cannot exceed the limits
-    /// while their hashes are being checked. [`Throttle::succeed`] takes it back.
+    /// while their hashes are being checked. [`Throttle::succeed`] takes it back. At the
+    /// limit only because of undecided attempts, the answer is [`Verdict::Busy`].
     pub fn begin(
         &mut self,
         ip: Option<IpAddr>,
@@ -85,26 +95,41 @@ impl Throttle {
     ) -> Result<Attempt, Verdict> {
         let window = self.settings.fail_window;
         let user = user.to_lowercase();
-        if let Some(ip) = ip
-            && Self::count(&mut self.by_ip, &ip_key(ip), now, window)
-                >= self.settings.max_failures_per_ip
-        {
-            return Err(Verdict::Blocked { by: "ip" });
+        if let Some(ip) = ip {
+            let key = ip_key(ip);
+            let counted = Self::count(&mut self.by_ip, &key, now, window);
+            let pending = self.pending_ip.get(&key).copied().unwrap_or(0);
+            verdict(counted, pending, self.settings.max_failures_per_ip, "ip")?;
         }
-        if Self::count(&mut self.by_user, &user, now, window) >= self.settings.max_failures_per_user
-        {
-            return Err(Verdict::Blocked { by: "user" });
-        }
+        let counted = Self::count(&mut self.by_user, &user, now, window);
+        let pending = self.pending_user.get(&user).copied().unwrap_or(0);
+        verdict(
+            counted,
+            pending,
+            self.settings.max_failures_per_user,
+            "user",
+        )?;
         if let Some(ip) = ip {
             record(&mut self.by_ip, ip_key(ip), now, window);
+            *self.pending_ip.entry(ip_key(ip)).or_default() += 1;
         }
         record(&mut self.by_user, user.clone(), now, window);
+        *self.pending_user.entry(user.clone()).or_default() += 1;
         Ok(Attempt { ip, user, at: now })
+    }
+
+    /// The attempt is decided: no longer pending.
+    fn decided(&mut self, attempt: &Attempt) {
+        if let Some(ip) = attempt.ip {
+            release(&mut self.pending_ip, &ip_key(ip));
+        }
+        release(&mut self.pending_user, &attempt.user);
     }
 
     /// The attempt failed: it stays counted. Returns the failures now counted (the larger of
     /// address and user) and the delay the caller must wait before answering.
     pub fn fail(&mut self, attempt: &Attempt, now: Instant) -> (u32, Duration) {
+        self.decided(attempt);
         let window = self.settings.fail_window;
         let mut worst = 0;
         if let Some(ip) = attempt.ip {
@@ -123,12 +148,14 @@ impl Throttle {
     /// The attempt succeeded: it is taken back, and the user's failures are cleared (not the
     /// address's: one good password from an address does not excuse a spray of guesses).
     pub fn succeed(&mut self, attempt: Attempt) {
+        self.decided(&attempt);
         self.cancel_ip(&attempt);
         self.by_user.remove(&attempt.user);
     }
 
     /// The attempt could not be decided (internal error): taken back, nothing else changes.
     pub fn cancel(&mut self, attempt: Attempt) {
+        self.decided(&attempt);
         self.cancel_ip(&attempt);
         if let Some(times) = self.by_user.get_mut(&attempt.user)
             && let Some(i) = times.iter().position(|t| *t == attempt.at)
@@ -143,6 +170,27 @@ impl Throttle {
             && let Some(i) = times.iter().position(|t| *t == attempt.at)
         {
             times.remove(i);
+        }
+    }
+}
+
+/// `Blocked` when the decided failures (`counted` less the `pending` attempts) reach `max`,
+/// `Busy` when only the pending ones make it reach `max`.
+fn verdict(counted: u32, pending: u32, max: u32, by: &'static str) -> Result<(), Verdict> {
+    if counted.saturating_sub(pending) >= max {
+        Err(Verdict::Blocked { by })
+    } else if counted >= max {
+        Err(Verdict::Busy { by })
+    } else {
+        Ok(())
+    }
+}
+
+fn release<K: std::hash::Hash + Eq>(pending: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = pending.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            pending.remove(key);
         }
     }
 }
@@ -256,12 +304,40 @@ mod tests {
         let in_flight: Vec<Attempt> = (0..3).map(|_| t.begin(None, "a@x", now).unwrap()).collect();
         assert_eq!(
             t.begin(None, "a@x", now).err(),
-            Some(Verdict::Blocked { by: "user" })
+            Some(Verdict::Busy { by: "user" })
         );
         for a in in_flight {
             t.cancel(a);
         }
         assert!(t.begin(None, "a@x", now).is_ok());
+    }
+
+    #[test]
+    fn a_burst_from_one_address_waits_for_decisions_and_guesses_still_stop_at_the_limit() {
+        let mut t = Throttle::new(settings());
+        let now = Instant::now();
+        let ip = Some("192.0.2.7".parse().unwrap());
+        let burst: Vec<Attempt> = (0..5)
+            .map(|i| t.begin(ip, &format!("u{i}"), now).unwrap())
+            .collect();
+        // Five undecided logins from the address: the sixth waits, it is not refused.
+        assert_eq!(
+            t.begin(ip, "u5", now).err(),
+            Some(Verdict::Busy { by: "ip" })
+        );
+        let mut burst = burst.into_iter();
+        t.succeed(burst.next().unwrap());
+        let sixth = t.begin(ip, "u5", now).unwrap();
+        t.succeed(sixth);
+        // The rest turn out to be wrong guesses: 4 failures, one more makes the limit.
+        for a in burst {
+            t.fail(&a, now);
+        }
+        fail(&mut t, ip, "u6", now).unwrap();
+        assert_eq!(
+            t.begin(ip, "u7", now).err(),
+            Some(Verdict::Blocked { by: "ip" })
+        );
     }
 
     #[test]
