@@ -1,12 +1,15 @@
 //! TLS material: reading PEM certificate chains and keys (rustls-pki-types), generating a
 //! self-signed pair (rcgen), and building the rustls server configuration the protocol daemons
-//! use. No sockets here.
+//! use; and the one client configuration that accepts any server certificate (opportunistic
+//! TLS between MTAs, RFC 7435, and the benchmarks' clients). No sockets here.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::slice::TlsMaterial;
 
@@ -98,5 +101,61 @@ mod tests {
             key_pem: m.key_pem,
         };
         assert!(server_config(&garbage).is_err());
+    }
+}
+
+/// A client configuration that accepts any server certificate, while still checking the
+/// handshake signatures (the session is encrypted with the key of whoever holds that
+/// certificate): opportunistic STARTTLS between MTAs (RFC 7435), and clients of servers that
+/// the caller started itself with a throw-away certificate.
+pub fn accept_any_client_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth(),
+    )
+}
+
+/// See [`accept_any_client_config`].
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
