@@ -356,10 +356,12 @@ impl Folder {
         Ok(())
     }
 
-    /// `fdatasync` of the log if records were read or written since the last one.
+    /// `fdatasync` of the log if records were read or written since the last one (unless
+    /// another handle of this process synced past them already).
     pub(crate) fn make_durable(&mut self) -> Result<()> {
         if self.dirty {
-            self.log.file.sync_data().at(&self.log.path)?;
+            let offset = self.log.offset;
+            self.log.file.sync_to(offset).at(&self.log.path)?;
             self.dirty = false;
         }
         Ok(())
