@@ -100,6 +100,9 @@ pub struct Setup {
     domains: Vec<String>,
     /// The loopback address every listener binds ([`Setup::listen_ip`]).
     ip: std::net::IpAddr,
+    /// RLIMIT_NOFILE (soft and hard) for `postern serve` and so its daemons
+    /// ([`Setup::open_files_limit`]).
+    nofile: Option<u64>,
 }
 
 static TEMP_BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -136,6 +139,7 @@ impl Setup {
             hostname: "mail.example.test".into(),
             domains: vec!["example.test".into(), "example.org".into()],
             ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            nofile: None,
         };
         setup.write_config();
         setup
@@ -165,6 +169,13 @@ impl Setup {
     pub fn listen_ip(mut self, ip: &str) -> Setup {
         self.ip = ip.parse().expect("an IP address");
         self.write_config();
+        self
+    }
+
+    /// Starts `postern serve` with at most `n` open files (soft and hard limit), which its
+    /// daemons inherit.
+    pub fn open_files_limit(mut self, n: u64) -> Setup {
+        self.nofile = Some(n);
         self
     }
 
@@ -359,7 +370,23 @@ impl Server {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(setup.program())
+        let mut command = Command::new(setup.program());
+        if let Some(n) = setup.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads the struct, a copy.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    match libc::setrlimit(libc::RLIMIT_NOFILE, &lim) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&setup.config)

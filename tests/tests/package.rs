@@ -260,6 +260,8 @@ fn assert_unit_essentials() {
         ("ProtectSystem", "strict"),
         ("SystemCallFilter", "@system-service"),
         ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        // 10,000 IDLE sessions of postern-imapd: one descriptor each.
+        ("LimitNOFILE", "1024:524288"),
     ] {
         assert_eq!(unit_setting(key), value, "postern.service {key}=");
     }

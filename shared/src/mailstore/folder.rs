@@ -4,12 +4,13 @@
 //! Writing is in `write.rs`, the Maildir scan in `scan.rs`. No lock is taken for reading.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::index::{self, Record, VERSION};
 use super::lock::IndexLock;
+use super::logfd::SharedLog;
 use super::{Error, Flags, IoContext, LOG_FILE, MessageInfo, Result, scan, uids};
 
 /// What changed in a folder since the previous [`Folder::refresh`] (or since it was opened),
@@ -150,10 +151,11 @@ impl State {
     }
 }
 
-/// The open log file and how far it has been read.
+/// The open log file (shared with the other handles of this process on it, `logfd.rs`)
+/// and how far this handle has read it.
 #[derive(Debug)]
 pub(crate) struct LogFile {
-    pub file: File,
+    pub file: SharedLog,
     pub ino: u64,
     /// End of the last complete valid record read.
     pub offset: u64,
@@ -171,12 +173,11 @@ impl LogFile {
     /// Opens and reads the whole log of `dir`.
     pub fn open(dir: &Path) -> Result<Opened> {
         let path = dir.join(LOG_FILE);
-        let file = match OpenOptions::new().read(true).append(true).open(&path) {
-            Ok(f) => f,
+        let (file, ino) = match SharedLog::open(&path) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Opened::NeedsRebuild),
             Err(e) => return Err(e).at(&path),
         };
-        let ino = file.metadata().at(&path)?.ino();
         let mut log = LogFile {
             file,
             ino,
@@ -245,7 +246,8 @@ impl LogFile {
     }
 }
 
-/// One open folder. Not shared between threads; open one per session.
+/// One open folder. Not shared between threads; open one per session (the handles of a
+/// process share the log's descriptor, and hold the lock file open only while writing).
 #[derive(Debug)]
 pub struct Folder {
     pub(crate) name: String,
@@ -354,10 +356,12 @@ impl Folder {
         Ok(())
     }
 
-    /// `fdatasync` of the log if records were read or written since the last one.
+    /// `fdatasync` of the log if records were read or written since the last one (unless
+    /// another handle of this process synced past them already).
     pub(crate) fn make_durable(&mut self) -> Result<()> {
         if self.dirty {
-            self.log.file.sync_data().at(&self.log.path)?;
+            let offset = self.log.offset;
+            self.log.file.sync_to(offset).at(&self.log.path)?;
             self.dirty = false;
         }
         Ok(())

@@ -12,6 +12,7 @@ mod flags;
 mod folder;
 mod index;
 mod lock;
+mod logfd;
 pub mod names;
 mod scan;
 mod store;

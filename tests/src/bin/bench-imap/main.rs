@@ -8,7 +8,8 @@
 //! 2. Memory: `--sessions` sessions logged in and idling in IDLE; the added PSS and RSS per
 //!    session of the whole process tree.
 //! 3. Concurrency: `--idle` (10,000) IDLE sessions on Postern from several 127.0.0.x source
-//!    addresses, one SMTP delivery to every user, time until every session saw `* N EXISTS`.
+//!    addresses, one SMTP delivery to every user, time until every session saw `* N EXISTS`;
+//!    the open descriptors of the process tree before and with all sessions held.
 //!    Dovecot gets `--dovecot-idle` sessions and a file dropped into each new/.
 //!
 //! Run as root with Debian's dovecot-core and dovecot-imapd for the comparison:
@@ -17,7 +18,8 @@
 //!
 //! Options: `--messages N` (20000), `--size BYTES` (4096), `--runs N` (3), `--sessions N`
 //! (200), `--idle N` (10000), `--dovecot-idle N` (1000), `--users N` (100),
-//! `--only postern|dovecot`.
+//! `--only postern|dovecot`, `--skip-large` (only part 2 and 3; with `--runs 1 --messages 1`
+//! for a quick run of the sessions).
 
 mod client;
 mod systems;
@@ -32,7 +34,8 @@ use client::Imap;
 use systems::{Dovecot, Postern, address, password};
 
 const USAGE: &str = "usage: bench-imap [--messages N] [--size BYTES] [--runs N] [--sessions N] \
-                     [--idle N] [--dovecot-idle N] [--users N] [--only postern|dovecot]";
+                     [--idle N] [--dovecot-idle N] [--users N] [--only postern|dovecot] \
+                     [--skip-large]";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -49,6 +52,7 @@ pub struct Options {
     pub dovecot_idle: usize,
     pub users: usize,
     pub only: Option<Kind>,
+    pub skip_large: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -61,6 +65,7 @@ fn parse_options() -> anyhow::Result<Options> {
         dovecot_idle: 1000,
         users: 100,
         only: None,
+        skip_large: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +83,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--idle" => o.idle = number()?,
             "--dovecot-idle" => o.dovecot_idle = number()?,
             "--users" => o.users = number()?,
+            "--skip-large" => o.skip_large = true,
             "--only" => {
                 o.only = match args.next().as_deref() {
                     Some("postern") => Some(Kind::Postern),
@@ -277,11 +283,13 @@ async fn memory(
 async fn concurrency(
     kind: Kind,
     addr: SocketAddr,
+    root: i32,
     n: usize,
     o: &Options,
     deliver: impl FnOnce() -> anyhow::Result<()>,
     results: &mut Results,
 ) -> anyhow::Result<()> {
+    let fds0 = systems::fd_count(root);
     let t = Instant::now();
     let sessions = open_idle(addr, n, o.users).await?;
     let held = sessions.len();
@@ -290,6 +298,15 @@ async fn concurrency(
         t.elapsed().as_secs_f64()
     );
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let fds1 = systems::fd_count(root);
+    let per = (fds1 as f64 - fds0 as f64) / held.max(1) as f64;
+    println!("  {kind:?} open descriptors of the tree: {fds0} -> {fds1} ({per:.2} per session)");
+    record(
+        results,
+        "descriptors per IDLE session (all held)",
+        kind,
+        per,
+    );
     let t0 = Instant::now();
     deliver()?;
     let (got, last) = all_exists(sessions, t0).await;
@@ -355,7 +372,7 @@ fn main() -> anyhow::Result<()> {
         if run % 2 == 1 {
             order.reverse();
         }
-        for &(kind, addr) in &order {
+        for &(kind, addr) in order.iter().filter(|_| !o.skip_large) {
             if let Err(e) = rt.block_on(large_mailbox(kind, addr, &o, &mut results)) {
                 println!("  {kind:?} FAILED: {e:#}");
             }
@@ -392,6 +409,7 @@ fn sessions_phase(
         let r = rt.block_on(concurrency(
             Kind::Postern,
             postern.imaps(),
+            root,
             o.idle,
             o,
             deliver,
@@ -419,6 +437,7 @@ fn sessions_phase(
     let r = rt.block_on(concurrency(
         Kind::Dovecot,
         d.imaps(),
+        root,
         o.dovecot_idle,
         o,
         deliver,
