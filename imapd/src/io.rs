@@ -18,10 +18,10 @@ use tokio_rustls::server::TlsStream;
 
 use crate::conn::{Conn, Input, Line};
 use crate::frame::Limits;
-use crate::limits::{UserSlot, Users};
 use crate::response::{Response, Untagged};
 use crate::session::{Credentials, Session, Step};
 use crate::watch::{Subscription, Watches};
+use shared::slots::{UserSlot, Users};
 
 /// What every connection shares.
 pub struct Context {

@@ -7,7 +7,6 @@ pub mod command;
 pub mod conn;
 pub mod frame;
 pub mod io;
-pub mod limits;
 pub mod parser;
 pub mod response;
 pub mod session;
@@ -19,13 +18,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::daemon::{Context, DRAIN_LIMIT, Sessions, Shutdown};
+use shared::daemon::{Context, accept_loop};
 use shared::listen::Listener;
 use shared::proto::auth::AuthClient;
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 
-use crate::limits::Connections;
+use shared::slots::Connections;
 
 /// RFC 9051 §5.4: an authenticated client may stay idle at least 30 minutes.
 const MIN_LOGGED_IN_IDLE: Duration = Duration::from_secs(30 * 60);
@@ -59,12 +58,11 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         };
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
-        let (shared, shutdown) = (shared.clone(), ctx.shutdown.clone());
+        let shared = shared.clone();
         loops.push(tokio::spawn(accept_loop(
             listener,
-            implicit_tls,
-            shared,
-            shutdown,
+            ctx.shutdown.clone(),
+            move |stream, peer| connection(stream, peer.ip(), implicit_tls, shared.clone()),
         )));
     }
     ctx.ready();
@@ -97,7 +95,7 @@ fn io_context(slice: &shared::config::slice::DaemonSlice, tls: Option<TlsAccepto
         frame,
         idle_before_login: l.idle_timeout,
         idle_logged_in: imap.idle_timeout.max(MIN_LOGGED_IN_IDLE),
-        users: limits::Users::new(imap.sessions_per_user, u32::MAX),
+        users: shared::slots::Users::new(imap.sessions_per_user, u32::MAX),
         watches: match watch::Watches::start() {
             Ok(w) => Some(w),
             Err(e) => {
@@ -106,31 +104,6 @@ fn io_context(slice: &shared::config::slice::DaemonSlice, tls: Option<TlsAccepto
             }
         },
     }
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    implicit_tls: bool,
-    shared: Arc<Shared>,
-    mut shutdown: Shutdown,
-) {
-    let mut sessions = Sessions::default();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let shared = shared.clone();
-                    sessions.spawn(connection(stream, peer.ip(), implicit_tls, shared));
-                }
-                Err(e) => {
-                    tracing::warn!(event = "accept.error", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-    sessions.drain(DRAIN_LIMIT).await;
 }
 
 async fn connection(

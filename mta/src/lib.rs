@@ -14,15 +14,13 @@ pub mod queue;
 pub mod session;
 pub mod wire;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use shared::config::ListenerName;
-use shared::daemon::{Context, DRAIN_LIMIT, Sessions, Shutdown};
+use shared::daemon::{Context, accept_loop};
 use shared::listen::Listener;
 use shared::proto::auth::AuthClient;
+use shared::slots::Connections;
 use shared::smtp::Reply;
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
@@ -30,38 +28,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::policy::Policy;
 use crate::session::{Session, SessionConfig};
 
-/// Open connections, per client address and in total.
-#[derive(Default)]
-struct Connections {
-    per_ip: HashMap<IpAddr, u32>,
-    total: u32,
-}
-
-/// Releases a connection slot when the session ends, however it ends.
-struct Slot {
-    table: Arc<Mutex<Connections>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        t.total = t.total.saturating_sub(1);
-        if let Some(n) = t.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                t.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
 struct Shared {
     io: Arc<io::Context>,
     session: SessionConfig,
-    connections: Arc<Mutex<Connections>>,
-    per_ip: u32,
-    total: u32,
+    connections: Arc<Connections>,
 }
 
 /// Serves the inherited SMTP listeners and runs the queue manager until shutdown.
@@ -129,9 +99,7 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             restrict_sender: settings.restrict_sender,
             tls_available: tls.is_some(),
         },
-        connections: Arc::new(Mutex::new(Connections::default())),
-        per_ip: slice.limits.connections_per_ip,
-        total: slice.limits.connections,
+        connections: Connections::new(slice.limits.connections_per_ip, slice.limits.connections),
     });
     let mut loops = Vec::new();
     for inherited in std::mem::take(&mut ctx.listeners) {
@@ -157,11 +125,11 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         };
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let shared = shared.clone();
         loops.push(tokio::spawn(accept_loop(
             listener,
-            name,
-            shared.clone(),
             ctx.shutdown.clone(),
+            move |stream, peer| connection(stream, peer, name, shared.clone()),
         )));
     }
     ctx.ready();
@@ -172,45 +140,6 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    name: ListenerName,
-    shared: Arc<Shared>,
-    mut shutdown: Shutdown,
-) {
-    let mut sessions = Sessions::default();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let shared = shared.clone();
-                    sessions.spawn(async move { connection(stream, peer, name, shared).await });
-                }
-                Err(e) => {
-                    tracing::warn!(event = "accept.error", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-    sessions.drain(DRAIN_LIMIT).await;
-}
-
-fn take_slot(shared: &Shared, ip: IpAddr) -> Option<Slot> {
-    let mut t = shared.connections.lock().unwrap_or_else(|p| p.into_inner());
-    let mine = t.per_ip.get(&ip).copied().unwrap_or(0);
-    if t.total >= shared.total || mine >= shared.per_ip {
-        return None;
-    }
-    t.total += 1;
-    *t.per_ip.entry(ip).or_default() += 1;
-    Some(Slot {
-        table: shared.connections.clone(),
-        ip,
-    })
-}
-
 async fn connection(
     mut stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
@@ -219,7 +148,7 @@ async fn connection(
 ) {
     let span = tracing::info_span!("smtp", listener = name.as_str(), remote = %peer);
     let _enter = span.enter();
-    let Some(_slot) = take_slot(&shared, peer.ip()) else {
+    let Some(_slot) = shared.connections.take(&peer.ip()) else {
         tracing::warn!(
             event = "smtp.too_many_connections",
             "connection limit reached; refusing"

@@ -341,6 +341,33 @@ impl Sessions {
     }
 }
 
+/// Accepts connections on `listener` until shutdown, running `handle(stream, peer)` for
+/// each as a session, then lets the sessions finish ([`DRAIN_LIMIT`] at most). A failed
+/// `accept` (out of descriptors, say) is logged and tried again after 100 ms.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    mut shutdown: Shutdown,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut sessions = Sessions::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => sessions.spawn(handle(stream, peer)),
+                Err(e) => {
+                    tracing::warn!(event = "accept.error", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    sessions.drain(DRAIN_LIMIT).await;
+}
+
 /// How long sessions may run after shutdown is requested; the supervisor's `stop_timeout`
 /// kills whatever is left after that.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(25);

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod maildir;
 pub mod mailstore;
 pub mod proto;
+pub mod slots;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

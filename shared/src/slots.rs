@@ -1,6 +1,6 @@
-//! Counting what a client may hold at once: connections per address and in total, and
-//! sessions per logged-in user. A slot is released when dropped, however the session ends.
-//! No policy beyond counting: the caller refuses.
+//! Counting what a client may hold at once: connections per address and in total (every
+//! protocol daemon), sessions per logged-in user (postern-imapd). A slot is released when
+//! dropped, however the session ends. No policy beyond counting: the caller refuses.
 
 use std::collections::HashMap;
 use std::hash::Hash;
