@@ -130,14 +130,17 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Pid, SpawnError> {
     let mut argv: Vec<*const c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
     let status_fd = status_write.as_raw_fd();
+    // The descriptors the child gets are 3 .. 3 + sources; the lowest number above them.
+    let above_targets = 3 + sources.len() as RawFd;
 
     // SAFETY: the child branch below calls only async-signal-safe libc functions on memory
     // prepared above, then execs or _exits; the parent only records the pid.
     match unsafe { nix::unistd::fork() }.map_err(io("fork"))? {
         ForkResult::Child => unsafe {
-            // The status pipe moves far above the target range first (its number may be one of
-            // the targets) and stays open, close-on-exec, through the clean-up below.
-            let report_fd = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 900);
+            // The status pipe moves above the target range first (its number may be one of
+            // the targets) and stays open, close-on-exec, through the clean-up below. Only as
+            // far as needed: a daemon may run under a small open-files limit.
+            let report_fd = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, above_targets);
             if report_fd < 0 {
                 libc::_exit(127);
             }
@@ -154,7 +157,7 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Pid, SpawnError> {
                 fail(0);
             }
             for (i, fd) in sources.iter().enumerate() {
-                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, above_targets);
                 if high[i] < 0 {
                     fail(0);
                 }

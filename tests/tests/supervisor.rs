@@ -48,6 +48,22 @@ fn serve_runs_five_children_that_answer_on_their_ports() {
 }
 
 #[test]
+fn children_start_under_a_small_open_files_limit() {
+    // An administrator's LimitNOFILE=128: every daemon still starts and serves.
+    let setup = Setup::new("").open_files_limit(128);
+    let mut server = setup.start();
+    assert_eq!(server.wait_children(&FIVE).len(), 5);
+    let smtp = read_greeting(server.setup().addr("smtp"));
+    assert!(smtp.starts_with("220 mail.example.test ESMTP"), "{smtp:?}");
+    let imap = read_greeting(server.setup().addr("imap"));
+    assert!(imap.starts_with("* OK [CAPABILITY IMAP4rev1"), "{imap:?}");
+    let log = server.log_text();
+    assert!(!log.contains("exited with status"), "{log}");
+    assert!(server.stop().success());
+    server.assert_no_panic();
+}
+
+#[test]
 fn as_root_no_child_is_root_and_only_authd_reads_the_users_file() {
     if !is_root() {
         eprintln!("SKIPPED: privilege separation needs root (run the suite as root, as CI does)");
