@@ -10,6 +10,7 @@
 mod auth;
 mod cache;
 mod fetch;
+mod headertext;
 mod mailbox;
 mod message;
 mod qresync;
