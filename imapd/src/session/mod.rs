@@ -20,6 +20,8 @@ mod sort;
 mod structure;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cache;
 mod update;
 mod write;
 
