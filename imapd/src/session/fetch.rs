@@ -366,12 +366,17 @@ fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_t
             FetchItem::Rfc822Size => FetchAttr::Rfc822Size(info.vsize),
             FetchItem::ModSeq => FetchAttr::ModSeq(info.modseq),
             FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure => {
-                let Some(e) = msg.structure else { continue };
-                FetchAttr::Encoded(match item {
-                    FetchItem::Envelope => &e.envelope,
-                    FetchItem::Body => &e.body,
-                    _ => &e.bodystructure,
-                })
+                // Left out when the message could not be read.
+                let encoded = match (msg.structure, item) {
+                    (Some(e), FetchItem::Envelope) => e.envelope,
+                    (Some(e), FetchItem::Body) => e.body,
+                    (Some(e), _) => e.bodystructure,
+                    (None, _) => continue,
+                };
+                if encoded.is_empty() {
+                    continue;
+                }
+                FetchAttr::Encoded(encoded)
             }
             FetchItem::Binary { .. } | FetchItem::BinarySize(_) if unknown_cte => continue,
             other => data_attr(other, data.as_deref()),
