@@ -155,9 +155,9 @@ impl Cache {
             return;
         }
         let start = self.data.len();
-        record(&mut self.data, uid, &e);
+        let loc = record(&mut self.data, uid, &e);
         self.pending.extend_from_slice(&self.data[start..]);
-        self.absorb(start);
+        self.entries.insert(uid, loc);
     }
 
     /// Appends the new entries (or writes the file whole when it was bad or missing). Errors
@@ -202,9 +202,10 @@ impl Cache {
         let mut out = header(self.uidvalidity);
         let mut uids: Vec<u32> = self.entries.keys().copied().collect();
         uids.sort_unstable();
+        let mut entries = HashMap::with_capacity(uids.len());
         for uid in uids {
             let e = self.entry(self.entries[&uid]);
-            record(&mut out, uid, &e);
+            entries.insert(uid, record(&mut out, uid, &e));
         }
         let tmp = self
             .path
@@ -212,7 +213,10 @@ impl Cache {
         std::fs::write(&tmp, &out)?;
         let m = std::fs::metadata(&tmp)?;
         std::fs::rename(&tmp, &self.path)?;
-        self.replace_data(out, (m.dev(), m.ino()));
+        self.read_len = out.len() as u64;
+        self.file = Some((m.dev(), m.ino()));
+        self.data = out;
+        self.entries = entries;
         self.rewrite = false;
         Ok(())
     }
@@ -301,15 +305,19 @@ fn header(uidvalidity: u32) -> Vec<u8> {
     format!("postern-cache {VERSION} {uidvalidity}\n").into_bytes()
 }
 
-fn record(out: &mut Vec<u8>, uid: u32, e: &Entry) {
+/// Appends the record of `e` to `out`; returns where its items lie there.
+fn record(out: &mut Vec<u8>, uid: u32, e: &Entry) -> Loc {
     let parts = e.parts();
     let hash = checksum(&parts);
-    let [a, b, c, d] = parts.map(<[u8]>::len);
+    let lens = parts.map(<[u8]>::len);
+    let [a, b, c, d] = lens;
     out.extend_from_slice(format!("{uid} {hash:016x} {a} {b} {c} {d}\n").as_bytes());
+    let start = out.len();
     for part in parts {
         out.extend_from_slice(part);
     }
     out.push(b'\n');
+    Loc { start, lens }
 }
 
 /// One record: (uid, where its items lie relative to `data`, octets used); `None` when

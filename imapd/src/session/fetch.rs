@@ -73,6 +73,7 @@ impl Session {
             args,
             seen_now,
             all_known: true,
+            prefilled: 0,
         }));
         self.resume()
     }
@@ -86,6 +87,9 @@ impl Session {
             return Step::Next;
         };
         while f.next < f.targets.len() && self.out.len() < BATCH {
+            if f.next >= f.prefilled {
+                prefill_ahead(mb, &mut f);
+            }
             let (seq, uid) = f.targets[f.next];
             f.next += 1;
             f.all_known &= fetch_one(mb, &mut self.out, enc, seq, uid, &f);
@@ -106,6 +110,34 @@ impl Session {
 
 /// Output written per batch of a long FETCH before it is sent.
 const BATCH: usize = 1 << 20;
+/// Messages whose cache entries are made at once, ahead of their responses.
+const PREFILL: usize = 1024;
+
+/// When the structure items are all a FETCH reads files for, makes the cache entries of
+/// the next targets at once (`prefill.rs`).
+fn prefill_ahead(mb: &mut Mailbox, f: &mut PendingFetch) {
+    let end = (f.next + PREFILL).min(f.targets.len());
+    let items = &f.items;
+    if !items.iter().any(is_structure) || items.iter().any(needs_file) {
+        f.prefilled = f.targets.len();
+        return;
+    }
+    let whole = items
+        .iter()
+        .any(|i| matches!(i, FetchItem::Body | FetchItem::BodyStructure));
+    let since = f.args.changed_since;
+    let uids: Vec<u32> = f.targets[f.next..end]
+        .iter()
+        .map(|&(_, uid)| uid)
+        .filter(|&uid| {
+            mb.folder
+                .message(uid)
+                .is_some_and(|m| since.is_none_or(|s| m.modseq > s))
+        })
+        .collect();
+    super::prefill::prefill(mb, &uids, whole);
+    f.prefilled = end;
+}
 
 /// A FETCH under way: what remains to send.
 pub(super) struct PendingFetch {
@@ -117,6 +149,8 @@ pub(super) struct PendingFetch {
     /// Messages this FETCH set `\Seen` on: their FLAGS go with them.
     seen_now: HashSet<u32>,
     all_known: bool,
+    /// The targets before this index had their cache entries made ahead.
+    prefilled: usize,
 }
 
 /// The FETCH response of one message; false when a BINARY item met an unknown encoding.
@@ -295,7 +329,11 @@ pub(super) fn read(
     }
 }
 
-fn read_from(mut f: std::fs::File, size: u64, header_only: bool) -> std::io::Result<Vec<u8>> {
+pub(super) fn read_from(
+    mut f: std::fs::File,
+    size: u64,
+    header_only: bool,
+) -> std::io::Result<Vec<u8>> {
     let first = if header_only {
         8192
     } else {

@@ -13,6 +13,7 @@ mod fetch;
 mod headertext;
 mod mailbox;
 mod message;
+mod prefill;
 mod qresync;
 mod search;
 mod selected;

@@ -133,7 +133,12 @@ pub(super) fn run(mb: &mut Mailbox, key: &SearchKey) -> (Vec<(u32, u32)>, u64) {
     let mut hits = Vec::new();
     let mut highest = 0;
     let uids = mb.uids.clone();
+    let ahead = reads_headers(key);
     for (i, &uid) in uids.iter().enumerate() {
+        if ahead && i % PREFILL == 0 {
+            let end = (i + PREFILL).min(uids.len());
+            super::prefill::prefill(mb, &uids[i..end], false);
+        }
         let Some(info) = mb.folder.message(uid).cloned() else {
             continue;
         };
@@ -150,6 +155,26 @@ pub(super) fn run(mb: &mut Mailbox, key: &SearchKey) -> (Vec<(u32, u32)>, u64) {
     }
     mb.cache.save();
     (hits, highest)
+}
+
+/// Messages whose cache entries are made at once, ahead of their evaluation.
+const PREFILL: usize = 1024;
+
+/// Whether `key` reads the cached header texts of every message (then they are made ahead,
+/// `prefill.rs`); not when a set may spare most messages that.
+fn reads_headers(key: &SearchKey) -> bool {
+    use SearchKey as K;
+    match key {
+        K::From(_) | K::To(_) | K::Cc(_) | K::Bcc(_) | K::Subject(_) => true,
+        K::Header(name, _) => headertext::cached_index(name).is_some(),
+        K::And(ks) => {
+            ks.iter().any(reads_headers)
+                && !ks.iter().any(|k| matches!(k, K::Uid(_) | K::Sequence(_)))
+        }
+        K::Or(a, _) => reads_headers(a),
+        K::Not(k) => reads_headers(k),
+        _ => false,
+    }
 }
 
 fn prepare(key: &SearchKey, needles: &mut Needles) {

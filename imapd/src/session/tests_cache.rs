@@ -126,3 +126,52 @@ fn an_envelope_only_entry_is_completed_by_bodystructure() {
         assert!(full.starts_with(envelope), "{line} / {full}");
     }
 }
+
+/// Enough messages for the cache to be filled on threads (`prefill.rs`).
+fn many(s: &mut Session) {
+    for i in 0..150 {
+        let m = match i % 3 {
+            0 => format!(
+                "From: Zed {i} <z{i}@x.test>\r\nSubject: =?UTF-8?Q?n=C2=B0{i}?=\r\n\r\nbody\r\n"
+            ),
+            1 => format!("From: other@x.test\nTo: a{i}@y.test\nSubject: plain {i}\n\nline\nline\n"),
+            _ => format!(
+                "Subject: multi {i}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n"
+            ),
+        };
+        run(s, &format!("x APPEND INBOX {{{}+}}\r\n{m}", m.len()));
+    }
+    run(s, "s SELECT INBOX");
+}
+
+#[test]
+fn entries_made_ahead_on_threads_equal_those_made_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_file = dir.path().join("example.test/alice").join(cache::FILE);
+    let mut a = logged_in(&dir);
+    many(&mut a);
+    let ahead = |s: &mut Session, q: &str| run(s, &format!("t {q}")).1;
+    let searched = ahead(&mut a, "SEARCH FROM zed");
+    let envelopes = ahead(&mut a, "FETCH 1:* (ENVELOPE)");
+    std::fs::remove_file(&cache_file).unwrap();
+    let whole = ahead(&mut a, "FETCH 1:* (BODYSTRUCTURE ENVELOPE)");
+    // One by one, in a session without the cache file: the same.
+    std::fs::remove_file(&cache_file).unwrap();
+    let mut b = logged_in(&dir);
+    run(&mut b, "s SELECT INBOX");
+    assert_eq!(ahead(&mut b, "SEARCH UID 1:* FROM zed"), searched);
+    let hits = searched.lines().next().unwrap().split(' ').count() - 2;
+    assert_eq!(hits, 50, "{searched}");
+    let one_by_one = |s: &mut Session, items: &str| -> String {
+        let mut out = String::new();
+        for n in 1..=150 {
+            out.push_str(&ahead(s, &format!("FETCH {n} {items}")).replace("t OK done\r\n", ""));
+        }
+        out + "t OK done\r\n"
+    };
+    assert_eq!(one_by_one(&mut b, "(ENVELOPE)"), envelopes);
+    std::fs::remove_file(&cache_file).unwrap();
+    let mut c = logged_in(&dir);
+    run(&mut c, "s SELECT INBOX");
+    assert_eq!(one_by_one(&mut c, "(BODYSTRUCTURE ENVELOPE)"), whole);
+}
