@@ -218,6 +218,7 @@ fn contents(mb: &mut Mailbox, info: &MessageInfo, items: &[FetchItem]) -> Option
     }
     file.then_some(data)
 }
+
 fn sets_seen(item: &FetchItem) -> bool {
     matches!(
         item,
@@ -329,6 +330,8 @@ pub(super) fn read(
     }
 }
 
+/// The octets of an open message file, or its header alone, without a `stat` (`size`, the
+/// index's, sizes the first read).
 pub(super) fn read_from(
     mut f: std::fs::File,
     size: u64,

@@ -225,12 +225,12 @@ fn eval(mb: &mut Mailbox, c: &mut Candidate, key: &SearchKey, n: &Needles) -> bo
         K::SentBefore(d) => sent_day(mb, c).is_some_and(|s| s < epoch_day(d)),
         K::SentOn(d) => sent_day(mb, c).is_some_and(|s| s == epoch_day(d)),
         K::SentSince(d) => sent_day(mb, c).is_some_and(|s| s >= epoch_day(d)),
-        K::From(s) => header_has(mb, c, b"from", &n[s]),
-        K::To(s) => header_has(mb, c, b"to", &n[s]),
-        K::Cc(s) => header_has(mb, c, b"cc", &n[s]),
-        K::Bcc(s) => header_has(mb, c, b"bcc", &n[s]),
-        K::Subject(s) => header_has(mb, c, b"subject", &n[s]),
-        K::Header(name, s) => header_has(mb, c, name, &n[s]),
+        K::From(s) => header_has(mb, c, b"from", s, n),
+        K::To(s) => header_has(mb, c, b"to", s, n),
+        K::Cc(s) => header_has(mb, c, b"cc", s, n),
+        K::Bcc(s) => header_has(mb, c, b"bcc", s, n),
+        K::Subject(s) => header_has(mb, c, b"subject", s, n),
+        K::Header(name, s) => header_has(mb, c, name, s, n),
         K::Body(s) => text_has(mb, c, s, false),
         K::Text(s) => text_has(mb, c, s, true),
         K::Older(_) | K::Younger(_) => false,
@@ -319,7 +319,15 @@ fn lower(s: &[u8]) -> String {
 /// the field): a raw or decoded value of a field of the name contains the string. The
 /// fields the cache keeps come from it, and a message not in it is added (from its
 /// header: the ENVELOPE is made too).
-fn header_has(mb: &mut Mailbox, c: &mut Candidate, name: &[u8], needle: &Needle) -> bool {
+fn header_has(mb: &mut Mailbox, c: &mut Candidate, name: &[u8], s: &[u8], n: &Needles) -> bool {
+    let prepared;
+    let needle = match n.get(s) {
+        Some(needle) => needle,
+        None => {
+            prepared = Needle::new(s);
+            &prepared
+        }
+    };
     let Some(index) = headertext::cached_index(name) else {
         return needle.in_texts(&headertext::texts(header(mb, c), &[name]));
     };
