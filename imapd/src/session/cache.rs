@@ -228,7 +228,10 @@ impl Cache {
         self.data = data;
         self.entries.clear();
         let start = header(self.uidvalidity).len().min(self.data.len());
-        self.absorb(start);
+        // A bad record: the next save writes the file anew.
+        if start + self.absorb(start) < self.data.len() {
+            self.rewrite = true;
+        }
     }
 
     /// The whole file (keeping the entries this session has, which are as good).
@@ -270,22 +273,24 @@ impl Cache {
         if !same || f.seek(SeekFrom::Start(self.read_len)).is_err() {
             return self.load();
         }
+        // A record that does not parse may be another session's write under way: the
+        // next refresh reads again from the last good one (a load sees it for good).
         let start = self.data.len();
-        match f.read_to_end(&mut self.data) {
-            Ok(n) => {
-                self.read_len += n as u64;
-                self.absorb(start);
-            }
-            Err(_) => self.data.truncate(start),
+        if f.read_to_end(&mut self.data).is_err() {
+            return self.data.truncate(start);
         }
+        let good = self.absorb(start);
+        self.read_len += good as u64;
+        self.data.truncate(start + good);
     }
 
-    /// Indexes the records in `data[start..]`; a bad one marks the file for a rewrite.
-    fn absorb(&mut self, mut start: usize) {
+    /// Indexes the records in `data[from..]` up to the first bad one; returns the octets
+    /// of the good ones.
+    fn absorb(&mut self, from: usize) -> usize {
+        let mut start = from;
         while start < self.data.len() {
             let Some((uid, loc, used)) = parse(&self.data[start..]) else {
-                self.rewrite = true;
-                return;
+                break;
             };
             let loc = Loc {
                 start: start + loc.start,
@@ -298,6 +303,7 @@ impl Cache {
             }
             start += used;
         }
+        start - from
     }
 }
 

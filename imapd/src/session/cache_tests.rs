@@ -119,6 +119,33 @@ fn a_version_1_file_is_replaced() {
     assert!(data.starts_with(b"postern-cache 2 5\n"));
 }
 
+#[test]
+fn a_record_being_written_is_read_once_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Cache::new(dir.path(), 1);
+    assert!(a.get(1).is_none());
+    a.put(1, whole(1).entry());
+    a.save();
+    let mut b = Cache::new(dir.path(), 1);
+    assert!(b.get(1).is_some());
+    // Another writer's record, seen half written, then whole.
+    let mut rec = Vec::new();
+    record(&mut rec, 2, &whole(2).entry());
+    let (first, second) = rec.split_at(rec.len() / 2);
+    let path = dir.path().join(FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(first).unwrap();
+    b.refresh();
+    assert!(b.get(2).is_none());
+    f.write_all(second).unwrap();
+    b.refresh();
+    assert_eq!(b.get(2), Some(whole(2).entry()));
+    assert!(!b.rewrite, "nothing was wrong with the file");
+}
+
 proptest::proptest! {
     #[test]
     fn any_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
