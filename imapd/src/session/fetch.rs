@@ -8,7 +8,8 @@ use std::io::Read;
 
 use shared::mailstore::{Flags, MessageInfo, StoreOp};
 
-use super::cache::Entry;
+use super::cache::{Entry, Made};
+use super::headertext;
 use super::message;
 use super::selected::Mailbox;
 use super::structure;
@@ -56,6 +57,9 @@ impl Session {
         if args.vanished {
             super::qresync::fetch_vanished(mb, set, out, enc);
         }
+        if items.iter().any(is_structure) {
+            mb.cache.refresh();
+        }
         let seen_now = if !mb.read_only && items.iter().any(sets_seen) {
             mark_seen(&mut mb.folder, &targets)
         } else {
@@ -69,6 +73,7 @@ impl Session {
             args,
             seen_now,
             all_known: true,
+            prefilled: 0,
         }));
         self.resume()
     }
@@ -82,6 +87,9 @@ impl Session {
             return Step::Next;
         };
         while f.next < f.targets.len() && self.out.len() < BATCH {
+            if f.next >= f.prefilled {
+                prefill_ahead(mb, &mut f);
+            }
             let (seq, uid) = f.targets[f.next];
             f.next += 1;
             f.all_known &= fetch_one(mb, &mut self.out, enc, seq, uid, &f);
@@ -102,6 +110,34 @@ impl Session {
 
 /// Output written per batch of a long FETCH before it is sent.
 const BATCH: usize = 1 << 20;
+/// Messages whose cache entries are made at once, ahead of their responses.
+const PREFILL: usize = 1024;
+
+/// When the structure items are all a FETCH reads files for, makes the cache entries of
+/// the next targets at once (`prefill.rs`).
+fn prefill_ahead(mb: &mut Mailbox, f: &mut PendingFetch) {
+    let end = (f.next + PREFILL).min(f.targets.len());
+    let items = &f.items;
+    if !items.iter().any(is_structure) || items.iter().any(needs_file) {
+        f.prefilled = f.targets.len();
+        return;
+    }
+    let whole = items
+        .iter()
+        .any(|i| matches!(i, FetchItem::Body | FetchItem::BodyStructure));
+    let since = f.args.changed_since;
+    let uids: Vec<u32> = f.targets[f.next..end]
+        .iter()
+        .map(|&(_, uid)| uid)
+        .filter(|&uid| {
+            mb.folder
+                .message(uid)
+                .is_some_and(|m| since.is_none_or(|s| m.modseq > s))
+        })
+        .collect();
+    super::prefill::prefill(mb, &uids, whole);
+    f.prefilled = end;
+}
 
 /// A FETCH under way: what remains to send.
 pub(super) struct PendingFetch {
@@ -113,6 +149,8 @@ pub(super) struct PendingFetch {
     /// Messages this FETCH set `\Seen` on: their FLAGS go with them.
     seen_now: HashSet<u32>,
     all_known: bool,
+    /// The targets before this index had their cache entries made ahead.
+    prefilled: usize,
 }
 
 /// The FETCH response of one message; false when a BINARY item met an unknown encoding.
@@ -134,37 +172,51 @@ fn fetch_one(
         return true;
     }
     let items = &f.items;
-    let (body, entry) = contents(mb, uid, items);
+    let body = contents(mb, &info, items);
     let flags_too = f.seen_now.contains(&uid) && !items.contains(&FetchItem::Flags);
+    let structure = items
+        .iter()
+        .any(is_structure)
+        .then(|| mb.cache.get(uid))
+        .flatten();
     let msg = Msg {
         seq,
         info: &info,
         body: body.as_deref(),
-        structure: entry.as_ref(),
+        structure,
     };
     one(out, enc, &msg, items, flags_too)
 }
 
-/// The message's octets when an item needs them, and its structure items (from the
-/// cache, or parsed and then cached).
-fn contents(mb: &mut Mailbox, uid: u32, items: &[FetchItem]) -> (Option<Vec<u8>>, Option<Entry>) {
-    let want_structure = items.iter().any(is_structure);
-    let cached = want_structure.then(|| mb.cache.get(uid).cloned()).flatten();
-    let body = if items.iter().any(needs_file) || (want_structure && cached.is_none()) {
-        read(&mut mb.folder, uid)
+/// The message's octets when an item needs them; the structure items asked for are made
+/// sure to be in the cache (read from the file when missing: the header alone when only
+/// the ENVELOPE is asked for).
+fn contents(mb: &mut Mailbox, info: &MessageInfo, items: &[FetchItem]) -> Option<Vec<u8>> {
+    let uid = info.uid;
+    let whole = items
+        .iter()
+        .any(|i| matches!(i, FetchItem::Body | FetchItem::BodyStructure));
+    let missing = items.iter().any(is_structure)
+        && !mb
+            .cache
+            .get(uid)
+            .is_some_and(|e| e.has_structure() || !whole);
+    let file = items.iter().any(needs_file);
+    let raw = if file || (missing && whole) {
+        read(&mut mb.folder, info, false)
+    } else if missing {
+        read(&mut mb.folder, info, true)
     } else {
         None
     };
-    let entry = match (cached, body.as_deref()) {
-        (Some(e), _) => Some(e),
-        (None, Some(raw)) if want_structure => {
-            let e = encode_structure(raw);
-            mb.cache.put(uid, e.clone());
-            Some(e)
-        }
-        _ => None,
-    };
-    (body, entry)
+    let raw = raw?;
+    let search = missing.then(|| headertext::encode(&raw[..headertext::header_len(&raw)]));
+    let data = message::crlf(raw);
+    if let Some(search) = search {
+        let made = make_entry(&data, search, whole || file);
+        mb.cache.put(uid, made.entry());
+    }
+    file.then_some(data)
 }
 
 fn sets_seen(item: &FetchItem) -> bool {
@@ -198,17 +250,27 @@ fn is_structure(item: &FetchItem) -> bool {
     )
 }
 
-/// ENVELOPE, BODY and BODYSTRUCTURE of a message, encoded for the cache.
-fn encode_structure(raw: &[u8]) -> Entry {
-    let p = structure::Parsed::new(raw);
+/// The cache entry of a message (`data` with CRLF line ends; the header alone unless
+/// `whole`): its ENVELOPE, and its BODY and BODYSTRUCTURE when whole.
+pub(super) fn make_entry(data: &[u8], search: Vec<u8>, whole: bool) -> Made {
     let enc = Encoding::default();
     let encode = |a: FetchAttr| {
         let mut out = Vec::new();
         encode_attr(&mut out, &a, enc);
         out
     };
-    Entry {
+    if !whole {
+        let envelope = structure::envelope(&data[..message::header_end(data)]);
+        return Made {
+            envelope: encode(FetchAttr::Envelope(&envelope)),
+            search,
+            ..Made::default()
+        };
+    }
+    let p = structure::Parsed::new(data);
+    Made {
         envelope: encode(FetchAttr::Envelope(p.envelope())),
+        search,
         body: encode(FetchAttr::Body(p.structure())),
         bodystructure: encode(FetchAttr::BodyStructure(p.structure())),
     }
@@ -219,7 +281,7 @@ struct Msg<'a> {
     seq: u32,
     info: &'a MessageInfo,
     body: Option<&'a [u8]>,
-    structure: Option<&'a Entry>,
+    structure: Option<Entry<'a>>,
 }
 
 /// Sets `\Seen` on the targets without it; returns their UIDs.
@@ -245,21 +307,72 @@ fn mark_seen(folder: &mut shared::mailstore::Folder, targets: &[(u32, u32)]) -> 
     }
 }
 
-/// The message's octets with CRLF line ends; `None` when it cannot be read.
-fn read(folder: &mut shared::mailstore::Folder, uid: u32) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
-    match folder.open_message(uid).and_then(|mut f| {
-        f.read_to_end(&mut data)
-            .map_err(|e| shared::mailstore::Error::Io {
-                path: folder.dir().to_path_buf(),
-                source: e,
-            })
-    }) {
-        Ok(_) => Some(message::crlf(data)),
+/// The octets of a message as stored, or its header alone (with the empty line after it);
+/// `None` when it cannot be read. Reads with no `stat`, and the header in one `read` or few.
+pub(super) fn read(
+    folder: &mut shared::mailstore::Folder,
+    info: &MessageInfo,
+    header_only: bool,
+) -> Option<Vec<u8>> {
+    let uid = info.uid;
+    let result = folder.open_message(uid).and_then(|f| {
+        read_from(f, info.size, header_only).map_err(|e| shared::mailstore::Error::Io {
+            path: folder.dir().join(&info.file),
+            source: e,
+        })
+    });
+    match result {
+        Ok(data) => Some(data),
         Err(e) => {
             tracing::warn!(event = "imap.read_failed", uid, error = %e, "cannot read a message");
             None
         }
+    }
+}
+
+/// The octets of an open message file, or its header alone, without a `stat` (`size`, the
+/// index's, sizes the first read).
+pub(super) fn read_from(
+    mut f: std::fs::File,
+    size: u64,
+    header_only: bool,
+) -> std::io::Result<Vec<u8>> {
+    let first = if header_only {
+        8192
+    } else {
+        usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+    };
+    let mut want = first.clamp(64, 1 << 24);
+    let mut data = Vec::new();
+    loop {
+        let old = data.len();
+        data.resize(old + want, 0);
+        let n = loop {
+            match f.read(&mut data[old..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let n = n?;
+        data.truncate(old + n);
+        if n == 0 {
+            return Ok(data);
+        }
+        if header_only {
+            let h = headertext::header_len(&data);
+            if h < data.len() {
+                data.truncate(h);
+                return Ok(data);
+            }
+        }
+        // A short read is most likely the end: probe with little, then grow.
+        want = if n < want {
+            64
+        } else {
+            want.saturating_mul(2).min(1 << 24)
+        };
     }
 }
 
@@ -294,12 +407,17 @@ fn one(out: &mut Vec<u8>, enc: Encoding, msg: &Msg, items: &[FetchItem], flags_t
             FetchItem::Rfc822Size => FetchAttr::Rfc822Size(info.vsize),
             FetchItem::ModSeq => FetchAttr::ModSeq(info.modseq),
             FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure => {
-                let Some(e) = msg.structure else { continue };
-                FetchAttr::Encoded(match item {
-                    FetchItem::Envelope => &e.envelope,
-                    FetchItem::Body => &e.body,
-                    _ => &e.bodystructure,
-                })
+                // Left out when the message could not be read.
+                let encoded = match (msg.structure, item) {
+                    (Some(e), FetchItem::Envelope) => e.envelope,
+                    (Some(e), FetchItem::Body) => e.body,
+                    (Some(e), _) => e.bodystructure,
+                    (None, _) => continue,
+                };
+                if encoded.is_empty() {
+                    continue;
+                }
+                FetchAttr::Encoded(encoded)
             }
             FetchItem::Binary { .. } | FetchItem::BinarySize(_) if unknown_cte => continue,
             other => data_attr(other, data.as_deref()),

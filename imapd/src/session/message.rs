@@ -10,21 +10,21 @@ use crate::command::{Section, SectionText};
 /// `data` with every bare LF made CRLF (Maildir files may use either, RFC 9051 §2.3.4 counts
 /// CRLF).
 pub(super) fn crlf(data: Vec<u8>) -> Vec<u8> {
-    let bare = data
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+    let bare = |i: usize| i == 0 || data[i - 1] != b'\r';
+    let count = memchr::memchr_iter(b'\n', &data)
+        .filter(|&i| bare(i))
         .count();
-    if bare == 0 {
+    if count == 0 {
         return data;
     }
-    let mut out = Vec::with_capacity(data.len() + bare);
-    for (i, &b) in data.iter().enumerate() {
-        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
+    let mut out = Vec::with_capacity(data.len() + count);
+    let mut from = 0;
+    for i in memchr::memchr_iter(b'\n', &data).filter(|&i| bare(i)) {
+        out.extend_from_slice(&data[from..i]);
+        out.extend_from_slice(b"\r\n");
+        from = i + 1;
     }
+    out.extend_from_slice(&data[from..]);
     out
 }
 
@@ -47,16 +47,13 @@ pub(super) fn fields(header: &[u8]) -> Vec<(&[u8], &[u8])> {
     while start < header.len() {
         let mut end = start;
         loop {
-            end += header[end..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(header.len() - end, |p| p + 1);
+            end += memchr::memchr(b'\n', &header[end..]).map_or(header.len() - end, |p| p + 1);
             if end >= header.len() || !matches!(header[end], b' ' | b'\t') {
                 break;
             }
         }
         let field = &header[start..end];
-        if let Some(colon) = field.iter().position(|&b| b == b':') {
+        if let Some(colon) = memchr::memchr(b':', field) {
             out.push((trim(&field[..colon]), field));
         }
         start = end;
@@ -329,6 +326,8 @@ mod tests {
     #[test]
     fn crlf_only_where_bare() {
         assert_eq!(crlf(b"a\nb\r\nc\n".to_vec()), b"a\r\nb\r\nc\r\n");
+        assert_eq!(crlf(b"\n\n\r\r\n".to_vec()), b"\r\n\r\n\r\r\n");
+        assert_eq!(crlf(b"x\r\n".to_vec()), b"x\r\n");
     }
 
     #[test]

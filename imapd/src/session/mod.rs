@@ -10,8 +10,10 @@
 mod auth;
 mod cache;
 mod fetch;
+mod headertext;
 mod mailbox;
 mod message;
+mod prefill;
 mod qresync;
 mod search;
 mod selected;
@@ -19,6 +21,8 @@ mod sort;
 mod structure;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cache;
 mod update;
 mod write;
 

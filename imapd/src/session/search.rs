@@ -1,12 +1,17 @@
 //! SEARCH and UID SEARCH (RFC 9051 §6.4.4) with ESEARCH results (RFC 4731, RFC 9051
 //! §7.3.4) and MODSEQ (RFC 7162 §3.1.5). Flag, size, date and set keys use the index; header
-//! keys match the raw and the decoded (RFC 2047) values, BODY and TEXT the decoded text parts
-//! (charsets converted by `mail-parser`), case-insensitively. A message is read at most once
-//! per SEARCH, and only when a key needs it.
+//! keys match the raw and the decoded (RFC 2047) values (`headertext.rs`), BODY and TEXT the
+//! decoded text parts (charsets converted by `mail-parser`), case-insensitively. FROM, TO,
+//! CC, BCC and SUBJECT (and HEADER on those) are answered from the folder's cache; a message
+//! not in it yet has its header read once and cached. A message is read at most once per
+//! SEARCH (its header, or all of it), and only when a key needs it.
 
-use mail_parser::{HeaderValue, MessageParser};
+use std::collections::HashMap;
+
+use mail_parser::MessageParser;
 use shared::mailstore::{Flags, MessageInfo};
 
+use super::headertext::{self, Needle};
 use super::message::header_end;
 use super::selected::{Mailbox, ranges};
 use super::write::days_from_civil;
@@ -14,12 +19,18 @@ use super::{Session, State, Step};
 use crate::command::{Date, Search, SearchKey, SearchReturn, SeqNumber, SequenceSet};
 use crate::response::{Code, Data, ESearch};
 
-/// One message under evaluation, its file read on first need.
+/// One message under evaluation, its file (or header) read on first need.
 struct Candidate<'a> {
     seq: u32,
     info: &'a MessageInfo,
+    /// The whole message as stored.
     raw: Option<Vec<u8>>,
+    /// Its header as stored, when only that was read.
+    header: Option<Vec<u8>>,
 }
+
+/// The lower-cased strings of a search's keys, prepared once.
+type Needles = HashMap<Vec<u8>, Needle>;
 
 impl Session {
     pub(super) fn search(&mut self, tag: &[u8], s: &Search) -> Step {
@@ -116,10 +127,18 @@ fn uses_modseq(key: &SearchKey) -> bool {
 
 /// The (sequence number, UID) of every match, and the highest modseq among them.
 pub(super) fn run(mb: &mut Mailbox, key: &SearchKey) -> (Vec<(u32, u32)>, u64) {
+    let mut needles = Needles::new();
+    prepare(key, &mut needles);
+    mb.cache.refresh();
     let mut hits = Vec::new();
     let mut highest = 0;
     let uids = mb.uids.clone();
+    let ahead = reads_headers(key);
     for (i, &uid) in uids.iter().enumerate() {
+        if ahead && i % PREFILL == 0 {
+            let end = (i + PREFILL).min(uids.len());
+            super::prefill::prefill(mb, &uids[i..end], false);
+        }
         let Some(info) = mb.folder.message(uid).cloned() else {
             continue;
         };
@@ -127,22 +146,60 @@ pub(super) fn run(mb: &mut Mailbox, key: &SearchKey) -> (Vec<(u32, u32)>, u64) {
             seq: i as u32 + 1,
             info: &info,
             raw: None,
+            header: None,
         };
-        if eval(mb, &mut c, key) {
+        if eval(mb, &mut c, key, &needles) {
             hits.push((c.seq, uid));
             highest = highest.max(info.modseq);
         }
     }
+    mb.cache.save();
     (hits, highest)
 }
 
-fn eval(mb: &mut Mailbox, c: &mut Candidate, key: &SearchKey) -> bool {
+/// Messages whose cache entries are made at once, ahead of their evaluation.
+const PREFILL: usize = 1024;
+
+/// Whether `key` reads the cached header texts of every message (then they are made ahead,
+/// `prefill.rs`); not when a set may spare most messages that.
+fn reads_headers(key: &SearchKey) -> bool {
+    use SearchKey as K;
+    match key {
+        K::From(_) | K::To(_) | K::Cc(_) | K::Bcc(_) | K::Subject(_) => true,
+        K::Header(name, _) => headertext::cached_index(name).is_some(),
+        K::And(ks) => {
+            ks.iter().any(reads_headers)
+                && !ks.iter().any(|k| matches!(k, K::Uid(_) | K::Sequence(_)))
+        }
+        K::Or(a, _) => reads_headers(a),
+        K::Not(k) => reads_headers(k),
+        _ => false,
+    }
+}
+
+fn prepare(key: &SearchKey, needles: &mut Needles) {
+    use SearchKey as K;
+    match key {
+        K::And(ks) => ks.iter().for_each(|k| prepare(k, needles)),
+        K::Or(a, b) => {
+            prepare(a, needles);
+            prepare(b, needles);
+        }
+        K::Not(k) => prepare(k, needles),
+        K::From(s) | K::To(s) | K::Cc(s) | K::Bcc(s) | K::Subject(s) | K::Header(_, s) => {
+            needles.entry(s.clone()).or_insert_with(|| Needle::new(s));
+        }
+        _ => {}
+    }
+}
+
+fn eval(mb: &mut Mailbox, c: &mut Candidate, key: &SearchKey, n: &Needles) -> bool {
     use SearchKey as K;
     let flag = |f| c.info.flags.contains(f);
     match key {
-        K::And(ks) => ks.iter().all(|k| eval(mb, c, k)),
-        K::Or(a, b) => eval(mb, c, a) || eval(mb, c, b),
-        K::Not(k) => !eval(mb, c, k),
+        K::And(ks) => ks.iter().all(|k| eval(mb, c, k, n)),
+        K::Or(a, b) => eval(mb, c, a, n) || eval(mb, c, b, n),
+        K::Not(k) => !eval(mb, c, k, n),
         K::All | K::Old => true,
         K::New | K::Recent => false,
         K::Sequence(set) => in_set(mb, set, c.seq, false),
@@ -168,12 +225,12 @@ fn eval(mb: &mut Mailbox, c: &mut Candidate, key: &SearchKey) -> bool {
         K::SentBefore(d) => sent_day(mb, c).is_some_and(|s| s < epoch_day(d)),
         K::SentOn(d) => sent_day(mb, c).is_some_and(|s| s == epoch_day(d)),
         K::SentSince(d) => sent_day(mb, c).is_some_and(|s| s >= epoch_day(d)),
-        K::From(s) => header_has(mb, c, b"from", s),
-        K::To(s) => header_has(mb, c, b"to", s),
-        K::Cc(s) => header_has(mb, c, b"cc", s),
-        K::Bcc(s) => header_has(mb, c, b"bcc", s),
-        K::Subject(s) => header_has(mb, c, b"subject", s),
-        K::Header(name, s) => header_has(mb, c, name, s),
+        K::From(s) => header_has(mb, c, b"from", s, n),
+        K::To(s) => header_has(mb, c, b"to", s, n),
+        K::Cc(s) => header_has(mb, c, b"cc", s, n),
+        K::Bcc(s) => header_has(mb, c, b"bcc", s, n),
+        K::Subject(s) => header_has(mb, c, b"subject", s, n),
+        K::Header(name, s) => header_has(mb, c, name, s, n),
         K::Body(s) => text_has(mb, c, s, false),
         K::Text(s) => text_has(mb, c, s, true),
         K::Older(_) | K::Younger(_) => false,
@@ -225,21 +282,30 @@ fn epoch_day(d: &Date) -> i64 {
     days_from_civil(d.year.into(), d.month.into(), d.day.into())
 }
 
+/// The whole message as stored (empty when it cannot be read).
 fn raw<'c>(mb: &mut Mailbox, c: &'c mut Candidate) -> &'c [u8] {
     if c.raw.is_none() {
-        let mut data = Vec::new();
-        if let Ok(mut f) = mb.folder.open_message(c.info.uid) {
-            let _ = std::io::Read::read_to_end(&mut f, &mut data);
-        }
-        c.raw = Some(data);
+        c.raw = Some(super::fetch::read(&mut mb.folder, c.info, false).unwrap_or_default());
+        c.header = None;
     }
     c.raw.as_deref().unwrap_or_default()
 }
 
+/// The header as stored, read alone unless the whole message was.
+fn header<'c>(mb: &mut Mailbox, c: &'c mut Candidate) -> &'c [u8] {
+    if c.raw.is_none() && c.header.is_none() {
+        c.header = Some(super::fetch::read(&mut mb.folder, c.info, true).unwrap_or_default());
+    }
+    match (&c.raw, &c.header) {
+        (Some(raw), _) => &raw[..headertext::header_len(raw)],
+        (None, Some(h)) => h,
+        (None, None) => &[],
+    }
+}
+
 /// RFC 9051 §6.4.4: the Date: header's date, "disregarding time and timezone".
 fn sent_day(mb: &mut Mailbox, c: &mut Candidate) -> Option<i64> {
-    let raw = raw(mb, c);
-    let header = &raw[..header_end(raw)];
+    let header = header(mb, c);
     let msg = MessageParser::default().parse_headers(header)?;
     let d = msg.date()?;
     Some(days_from_civil(d.year.into(), d.month.into(), d.day.into()))
@@ -249,46 +315,35 @@ fn lower(s: &[u8]) -> String {
     String::from_utf8_lossy(s).to_lowercase()
 }
 
-/// A header key (RFC 9051 §6.4.4 HEADER: an empty string matches any message with the
-/// field): the raw value or the decoded one contains the string.
-fn header_has(mb: &mut Mailbox, c: &mut Candidate, name: &[u8], needle: &[u8]) -> bool {
-    let raw = raw(mb, c);
-    let header = &raw[..header_end(raw)];
-    let needle = lower(needle);
-    let Some(msg) = MessageParser::default().parse_headers(header) else {
-        return false;
+/// A header key (RFC 9051 §6.4.4; HEADER with an empty string matches any message with
+/// the field): a raw or decoded value of a field of the name contains the string. The
+/// fields the cache keeps come from it, and a message not in it is added (from its
+/// header: the ENVELOPE is made too).
+fn header_has(mb: &mut Mailbox, c: &mut Candidate, name: &[u8], s: &[u8], n: &Needles) -> bool {
+    let prepared;
+    let needle = match n.get(s) {
+        Some(needle) => needle,
+        None => {
+            prepared = Needle::new(s);
+            &prepared
+        }
     };
-    let name = String::from_utf8_lossy(name);
-    msg.headers()
-        .iter()
-        .filter(|h| h.name.as_str().eq_ignore_ascii_case(&name))
-        .any(|h| {
-            let raw_value = header
-                .get(h.offset_start as usize..h.offset_end as usize)
-                .unwrap_or_default();
-            needle.is_empty()
-                || lower(raw_value).contains(&needle)
-                || decoded(&h.value).contains(&needle)
-        })
-}
-
-fn decoded(v: &HeaderValue) -> String {
-    let mut s = String::new();
-    match v {
-        HeaderValue::Text(t) => s.push_str(t),
-        HeaderValue::TextList(l) => l.iter().for_each(|t| {
-            s.push_str(t);
-            s.push(' ')
-        }),
-        HeaderValue::Address(a) => a.iter().for_each(|a| {
-            s.push_str(a.name.as_deref().unwrap_or_default());
-            s.push(' ');
-            s.push_str(a.address.as_deref().unwrap_or_default());
-            s.push(' ');
-        }),
-        _ => {}
+    let Some(index) = headertext::cached_index(name) else {
+        return needle.in_texts(&headertext::texts(header(mb, c), &[name]));
+    };
+    let uid = c.info.uid;
+    if let Some(e) = mb.cache.get(uid) {
+        return needle.in_stored(e.search, index);
     }
-    s.to_lowercase()
+    let stored = header(mb, c);
+    if stored.is_empty() {
+        return false; // unreadable (or empty): nothing to match, nothing to cache
+    }
+    let search = headertext::encode(stored);
+    let made = super::fetch::make_entry(&super::message::crlf(stored.to_vec()), search, false);
+    let found = needle.in_stored(&made.search, index);
+    mb.cache.put(uid, made.entry());
+    found
 }
 
 /// BODY (text parts, decoded) or TEXT (also the header).

@@ -32,13 +32,21 @@ impl<'a> Parsed<'a> {
     }
 }
 
-/// A header value as it stands (folding included), trimmed; `None` when absent.
-pub(super) fn raw_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let (_, field) = message::fields(header)
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-    let colon = field.iter().position(|&b| b == b':')?;
-    Some(trim(&field[colon + 1..]))
+/// A header's fields, split once: (name, whole field).
+pub(super) struct Header<'a>(Vec<(&'a [u8], &'a [u8])>);
+
+impl<'a> Header<'a> {
+    pub fn new(header: &'a [u8]) -> Header<'a> {
+        Header(message::fields(header))
+    }
+
+    /// The first field called `name`, as it stands (folding included), trimmed; `None`
+    /// when absent.
+    pub fn value(&self, name: &[u8]) -> Option<&'a [u8]> {
+        let (_, field) = self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        let colon = field.iter().position(|&b| b == b':')?;
+        Some(trim(&field[colon + 1..]))
+    }
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -60,8 +68,10 @@ fn unquote(s: &[u8]) -> &[u8] {
         .unwrap_or(s)
 }
 
-fn envelope(header: &[u8]) -> Envelope<'_> {
-    let list = |name: &[u8]| raw_value(header, name).map(addresses).unwrap_or_default();
+/// The ENVELOPE of a message whose header (CRLF line ends) is `header`.
+pub(super) fn envelope(header: &[u8]) -> Envelope<'_> {
+    let header = Header::new(header);
+    let list = |name: &[u8]| header.value(name).map(addresses).unwrap_or_default();
     let from = list(b"from");
     let mut sender = list(b"sender");
     let mut reply_to = list(b"reply-to");
@@ -73,16 +83,16 @@ fn envelope(header: &[u8]) -> Envelope<'_> {
         reply_to = from.clone();
     }
     Envelope {
-        date: raw_value(header, b"date"),
-        subject: raw_value(header, b"subject"),
+        date: header.value(b"date"),
+        subject: header.value(b"subject"),
         from,
         sender,
         reply_to,
         to: list(b"to"),
         cc: list(b"cc"),
         bcc: list(b"bcc"),
-        in_reply_to: raw_value(header, b"in-reply-to"),
-        message_id: raw_value(header, b"message-id"),
+        in_reply_to: header.value(b"in-reply-to"),
+        message_id: header.value(b"message-id"),
     }
 }
 
@@ -171,13 +181,13 @@ fn params<'a>(pieces: &[&'a [u8]]) -> Vec<(&'a [u8], &'a [u8])> {
         .collect()
 }
 
-fn content_type(header: &[u8], in_digest: bool) -> ContentType<'_> {
+fn content_type<'a>(header: &Header<'a>, in_digest: bool) -> ContentType<'a> {
     let default: ContentType = if in_digest {
         (b"message", b"rfc822", Vec::new())
     } else {
         (b"text", b"plain", vec![(b"charset", b"us-ascii")])
     };
-    let Some(value) = raw_value(header, b"content-type") else {
+    let Some(value) = header.value(b"content-type") else {
         return default;
     };
     let pieces = split_outside(value, b';');
@@ -191,8 +201,8 @@ fn content_type(header: &[u8], in_digest: bool) -> ContentType<'_> {
     }
 }
 
-fn ext<'a>(header: &'a [u8]) -> BodyExt<'a> {
-    let disposition = raw_value(header, b"content-disposition").map(|v| {
+fn ext<'a>(header: &Header<'a>) -> BodyExt<'a> {
+    let disposition = header.value(b"content-disposition").map(|v| {
         let pieces = split_outside(v, b';');
         Disposition {
             kind: trim(pieces[0]),
@@ -201,15 +211,15 @@ fn ext<'a>(header: &'a [u8]) -> BodyExt<'a> {
     });
     BodyExt {
         disposition,
-        language: raw_value(header, b"content-language").into_iter().collect(),
-        location: raw_value(header, b"content-location"),
+        language: header.value(b"content-language").into_iter().collect(),
+        location: header.value(b"content-location"),
     }
 }
 
 fn structure(entity: &[u8], depth: usize, in_digest: bool) -> BodyStructure<'_> {
     let h = header_end(entity);
-    let (header, body) = (&entity[..h], &entity[h..]);
-    let (media, subtype, params) = content_type(header, in_digest);
+    let (header, body) = (Header::new(&entity[..h]), &entity[h..]);
+    let (media, subtype, params) = content_type(&header, in_digest);
     let boundary = params
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(b"boundary"))
@@ -231,22 +241,22 @@ fn structure(entity: &[u8], depth: usize, in_digest: bool) -> BodyStructure<'_> 
             subtype,
             ext: MultiExt {
                 params,
-                ext: ext(header),
+                ext: ext(&header),
             },
         };
     }
-    single(header, body, (media, subtype, params), depth)
+    single(&header, body, (media, subtype, params), depth)
 }
 
 /// A non-multipart entity: its fields, and the kind (text lines, an encapsulated message).
 fn single<'a>(
-    header: &'a [u8],
+    header: &Header<'a>,
     body: &'a [u8],
     ct: ContentType<'a>,
     depth: usize,
 ) -> BodyStructure<'a> {
     let (media, subtype, params) = ct;
-    let lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
+    let lines = memchr::memchr_iter(b'\n', body).count() as u64;
     let kind = if media.eq_ignore_ascii_case(b"text") {
         SingleKind::Text { lines }
     } else if media.eq_ignore_ascii_case(b"message")
@@ -265,15 +275,17 @@ fn single<'a>(
         media_type: media,
         subtype,
         params,
-        id: raw_value(header, b"content-id"),
-        description: raw_value(header, b"content-description"),
-        encoding: raw_value(header, b"content-transfer-encoding").unwrap_or(b"7BIT"),
+        id: header.value(b"content-id"),
+        description: header.value(b"content-description"),
+        encoding: header
+            .value(b"content-transfer-encoding")
+            .unwrap_or(b"7BIT"),
         size: body.len() as u64,
     };
     BodyStructure::Single {
         fields,
         kind,
-        md5: raw_value(header, b"content-md5"),
+        md5: header.value(b"content-md5"),
         ext: ext(header),
     }
 }

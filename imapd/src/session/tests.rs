@@ -21,7 +21,7 @@ fn config(dir: &tempfile::TempDir) -> Arc<Config> {
 }
 
 /// Feeds one command line; returns the step and what the session wrote.
-fn run(s: &mut Session, line: &str) -> (Step, String) {
+pub(super) fn run(s: &mut Session, line: &str) -> (Step, String) {
     let cmd = parse_command(format!("{line}\r\n").as_bytes(), &ParseLimits::default()).unwrap();
     let mut step = s.handle(cmd);
     while step == Step::Flush {
@@ -30,7 +30,7 @@ fn run(s: &mut Session, line: &str) -> (Step, String) {
     (step, String::from_utf8(s.take_output()).unwrap())
 }
 
-fn logged_in(dir: &tempfile::TempDir) -> Session {
+pub(super) fn logged_in(dir: &tempfile::TempDir) -> Session {
     let mut s = Session::new(config(dir), true);
     let (step, _) = run(&mut s, "a LOGIN alice@example.test secret");
     assert!(matches!(step, Step::Verify(Credentials { ref user, .. }) if user == USER));

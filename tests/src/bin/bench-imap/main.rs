@@ -19,7 +19,8 @@
 //! Options: `--messages N` (20000), `--size BYTES` (4096), `--runs N` (3), `--sessions N`
 //! (200), `--idle N` (10000), `--dovecot-idle N` (1000), `--users N` (100),
 //! `--only postern|dovecot`, `--skip-large` (only part 2 and 3; with `--runs 1 --messages 1`
-//! for a quick run of the sessions).
+//! for a quick run of the sessions), `--large-only` (the large-mailbox steps alone: no memory
+//! or IDLE phase).
 
 mod client;
 mod systems;
@@ -35,7 +36,7 @@ use systems::{Dovecot, Postern, address, password};
 
 const USAGE: &str = "usage: bench-imap [--messages N] [--size BYTES] [--runs N] [--sessions N] \
                      [--idle N] [--dovecot-idle N] [--users N] [--only postern|dovecot] \
-                     [--skip-large]";
+                     [--skip-large] [--large-only]";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -53,6 +54,8 @@ pub struct Options {
     pub users: usize,
     pub only: Option<Kind>,
     pub skip_large: bool,
+    /// Skip the memory and IDLE phase.
+    pub large_only: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -66,6 +69,7 @@ fn parse_options() -> anyhow::Result<Options> {
         users: 100,
         only: None,
         skip_large: false,
+        large_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -84,6 +88,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--dovecot-idle" => o.dovecot_idle = number()?,
             "--users" => o.users = number()?,
             "--skip-large" => o.skip_large = true,
+            "--large-only" => o.large_only = true,
             "--only" => {
                 o.only = match args.next().as_deref() {
                     Some("postern") => Some(Kind::Postern),
@@ -377,7 +382,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  {kind:?} FAILED: {e:#}");
             }
         }
-        if run + 1 == o.runs {
+        if run + 1 == o.runs && !o.large_only {
             sessions_phase(&rt, &o, &postern, dovecot.as_ref(), &mut results);
         }
         for p in harness::bench::grep_lines(&postern.server.log, &[" WARN ", " ERROR ", "panicked"])
