@@ -129,6 +129,8 @@ mod tests_concurrency;
 mod tests_folder;
 #[cfg(test)]
 mod tests_uids;
+#[cfg(test)]
+mod tests_bulk;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@
 //!
 //! Options: `--messages N` (20000), `--size BYTES` (4096), `--runs N` (3), `--sessions N`
 //! (200), `--idle N` (10000), `--dovecot-idle N` (1000), `--users N` (100),
-//! `--only postern|dovecot`.
+//! `--only postern|dovecot`, `--large-only` (skip the memory and IDLE parts 2 and 3).
 
 mod client;
 mod systems;
@@ -32,7 +32,8 @@ use client::Imap;
 use systems::{Dovecot, Postern, address, password};
 
 const USAGE: &str = "usage: bench-imap [--messages N] [--size BYTES] [--runs N] [--sessions N] \
-                     [--idle N] [--dovecot-idle N] [--users N] [--only postern|dovecot]";
+                     [--idle N] [--dovecot-idle N] [--users N] [--only postern|dovecot] \
+                     [--large-only]";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -49,6 +50,8 @@ pub struct Options {
     pub dovecot_idle: usize,
     pub users: usize,
     pub only: Option<Kind>,
+    /// Only the large-mailbox steps: no memory and IDLE phase.
+    pub large_only: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -61,6 +64,7 @@ fn parse_options() -> anyhow::Result<Options> {
         dovecot_idle: 1000,
         users: 100,
         only: None,
+        large_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +82,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--idle" => o.idle = number()?,
             "--dovecot-idle" => o.dovecot_idle = number()?,
             "--users" => o.users = number()?,
+            "--large-only" => o.large_only = true,
             "--only" => {
                 o.only = match args.next().as_deref() {
                     Some("postern") => Some(Kind::Postern),
@@ -360,7 +365,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  {kind:?} FAILED: {e:#}");
             }
         }
-        if run + 1 == o.runs {
+        if run + 1 == o.runs && !o.large_only {
             sessions_phase(&rt, &o, &postern, dovecot.as_ref(), &mut results);
         }
         for p in harness::bench::grep_lines(&postern.server.log, &[" WARN ", " ERROR ", "panicked"])
