@@ -124,13 +124,13 @@ pub fn uidl(uid: u32, uidvalidity: u32) -> String {
 }
 
 #[cfg(test)]
+mod tests_bulk;
+#[cfg(test)]
 mod tests_concurrency;
 #[cfg(test)]
 mod tests_folder;
 #[cfg(test)]
 mod tests_uids;
-#[cfg(test)]
-mod tests_bulk;
 
 #[cfg(test)]
 mod tests {

@@ -386,17 +386,7 @@ fn list(dir: &Path) -> Result<(HashMap<String, String>, (i64, i64))> {
     for _ in 0..LIST_ATTEMPTS {
         files.clear();
         for (sub, path) in [("new", &new), ("cur", &cur)] {
-            for entry in std::fs::read_dir(path).at(path)? {
-                let entry = entry.at(path)?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if name.starts_with('.') {
-                    continue;
-                }
-                // The same base in both (another program moving it): the cur/ one wins.
-                files.insert(base_of(&name).to_string(), format!("{sub}/{name}"));
-            }
+            list_into(&mut files, sub, path)?;
         }
         let after = (mtime_ns(&new)?, mtime_ns(&cur)?);
         if after == before {
@@ -405,6 +395,33 @@ fn list(dir: &Path) -> Result<(HashMap<String, String>, (i64, i64))> {
         before = after;
     }
     Ok((files, before))
+}
+
+/// Adds the files of `path` (`new/` or `cur/`, named `sub`) to a listing; names that are
+/// not UTF-8 or start with `.` are skipped. (Read with `getdents` directly: two allocations
+/// per file, not five.)
+fn list_into(files: &mut HashMap<String, String>, sub: &str, path: &Path) -> Result<()> {
+    use nix::{dir::Dir, fcntl::OFlag, sys::stat::Mode};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut dir = Dir::open(path, flags, Mode::empty())
+        .map_err(std::io::Error::from)
+        .at(path)?;
+    for entry in dir.iter() {
+        let entry = entry.map_err(std::io::Error::from).at(path)?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let mut file = String::with_capacity(sub.len() + 1 + name.len());
+        file.push_str(sub);
+        file.push('/');
+        file.push_str(name);
+        // The same base in both (another program moving it): the cur/ one wins.
+        files.insert(base_of(name).to_string(), file);
+    }
+    Ok(())
 }
 
 pub(crate) fn mtime_ns(path: &Path) -> Result<i64> {
