@@ -337,7 +337,7 @@ mod tests {
             // Adds and flag changes whose strings need no escape take the fast path.
             for r in &records {
                 let json = serde_json::to_vec(r).unwrap();
-                let plain = !json.iter().any(|&b| b == b'\\');
+                let plain = !json.contains(&b'\\');
                 if plain && matches!(r, Record::Add(_) | Record::Flags { .. }) {
                     prop_assert_eq!(fast::decode(&json), Some(r.clone()));
                 }
