@@ -36,32 +36,31 @@ impl Changes {
 
     /// Adds `later` (changes that happened after these) to these.
     pub(crate) fn merge(&mut self, later: Changes) {
-        later.added.into_iter().for_each(|u| self.note_added(u));
-        later
-            .expunged
-            .into_iter()
-            .for_each(|u| self.note_expunged(u));
-        later.flags.into_iter().for_each(|u| self.note_flags(u));
+        self.added.extend(later.added);
+        self.expunged.extend(later.expunged);
+        self.flags.extend(later.flags);
         self.uidvalidity_changed |= later.uidvalidity_changed;
+        self.settle();
     }
 
-    fn note_added(&mut self, uid: u32) {
-        self.added.push(uid);
-    }
-
-    fn note_expunged(&mut self, uid: u32) {
-        if let Some(i) = self.added.iter().position(|&u| u == uid) {
-            self.added.remove(i);
-        } else {
-            self.expunged.push(uid);
+    /// Brings the lists noted (in any order) to their reported form, in time linear in their
+    /// length (a bulk change of 20,000 messages must not cost 20,000² comparisons): a message
+    /// both added and expunged is in neither, a flag change of an added or expunged message
+    /// is not reported, each UID appears once per list. UIDs are never given twice, so the
+    /// order in which the changes happened does not matter.
+    fn settle(&mut self) {
+        if self.expunged.is_empty() && self.flags.is_empty() {
+            return;
         }
-        self.flags.retain(|&u| u != uid);
-    }
-
-    fn note_flags(&mut self, uid: u32) {
-        if !self.added.contains(&uid) && !self.flags.contains(&uid) {
-            self.flags.push(uid);
-        }
+        let added: HashSet<u32> = self.added.iter().copied().collect();
+        let gone: HashSet<u32> = self.expunged.iter().copied().collect();
+        self.added.retain(|u| !gone.contains(u));
+        let mut once = HashSet::new();
+        self.expunged
+            .retain(|u| !added.contains(u) && once.insert(*u));
+        once.clear();
+        self.flags
+            .retain(|u| !added.contains(u) && !gone.contains(u) && once.insert(*u));
     }
 }
 
@@ -81,19 +80,25 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Applies a batch of records; expunges are applied at the end in one pass.
-    pub fn apply(&mut self, records: Vec<Record>, changes: &mut Changes) {
+    /// Applies a batch of records; expunges are applied at the end in one pass. The changes
+    /// are noted in `changes` when given (not when a log is read from its start).
+    pub fn apply(&mut self, records: Vec<Record>, changes: Option<&mut Changes>) {
+        let mut noted = Changes::default();
         let mut gone = HashSet::new();
         for record in records {
             self.records += 1;
-            self.apply_one(record, &mut gone, changes);
+            self.apply_one(record, &mut gone, &mut noted);
         }
         if !gone.is_empty() {
             self.messages.retain(|m| !gone.contains(&m.uid));
         }
+        if let Some(changes) = changes {
+            changes.merge(noted);
+        }
     }
 
-    fn apply_one(&mut self, record: Record, gone: &mut HashSet<u32>, changes: &mut Changes) {
+    /// Applies one record, noting its change in `noted` (unsettled: see [`Changes::settle`]).
+    fn apply_one(&mut self, record: Record, gone: &mut HashSet<u32>, noted: &mut Changes) {
         match record {
             Record::Header { .. } => {}
             Record::Add(a) => {
@@ -106,7 +111,7 @@ impl State {
                 self.last_uid = a.uid;
                 self.uidnext = self.uidnext.max(a.uid.saturating_add(1));
                 self.highest_modseq = self.highest_modseq.max(a.ms);
-                changes.note_added(a.uid);
+                noted.added.push(a.uid);
                 self.messages.push(MessageInfo {
                     uid: a.uid,
                     modseq: a.ms,
@@ -122,7 +127,7 @@ impl State {
                 self.highest_modseq = self.highest_modseq.max(ms);
                 if let Some(m) = self.find_mut(uid).filter(|_| !gone.contains(&uid)) {
                     (m.modseq, m.flags, m.keywords, m.file) = (ms, fl, kw, f);
-                    changes.note_flags(uid);
+                    noted.flags.push(uid);
                 }
             }
             Record::Moved { uid, f } => {
@@ -133,7 +138,7 @@ impl State {
             Record::Expunge { uid, ms } => {
                 self.highest_modseq = self.highest_modseq.max(ms);
                 if self.find_mut(uid).is_some() && gone.insert(uid) {
-                    changes.note_expunged(uid);
+                    noted.expunged.push(uid);
                 }
             }
             Record::Scanned { new, cur } => self.scanned = Some((new, cur)),
@@ -208,7 +213,7 @@ impl LogFile {
         };
         records.remove(0);
         state.records = 1;
-        state.apply(records, &mut Changes::default());
+        state.apply(records, None);
         Ok(Opened::Ready(log, state))
     }
 
@@ -341,7 +346,7 @@ impl Folder {
         let records = self.log.read_new()?;
         if !records.is_empty() {
             self.dirty = true;
-            self.state.apply(records, &mut self.pending);
+            self.state.apply(records, Some(&mut self.pending));
         }
         Ok(())
     }
@@ -382,7 +387,7 @@ impl Folder {
                         .find(uid)
                         .is_some_and(|m| self.dir.join(&m.file) == path)
                     {
-                        self.sync()?;
+                        self.sync_listing(true)?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -415,23 +420,25 @@ fn open_or_rebuild(dir: &Path, lock: &IndexLock) -> Result<(LogFile, State)> {
 
 /// The changes from `old` to `new` (after a reload).
 fn diff(old: &State, new: &State, changes: &mut Changes) {
-    if old.uidvalidity != new.uidvalidity {
-        changes.uidvalidity_changed = true;
-    }
+    let mut found = Changes {
+        uidvalidity_changed: old.uidvalidity != new.uidvalidity,
+        ..Changes::default()
+    };
     let before: HashMap<u32, u64> = old.messages.iter().map(|m| (m.uid, m.modseq)).collect();
     let after: HashSet<u32> = new.messages.iter().map(|m| m.uid).collect();
     for m in &old.messages {
         if !after.contains(&m.uid) {
-            changes.note_expunged(m.uid);
+            found.expunged.push(m.uid);
         }
     }
     for m in &new.messages {
         match before.get(&m.uid) {
-            None => changes.note_added(m.uid),
-            Some(&ms) if ms != m.modseq => changes.note_flags(m.uid),
+            None => found.added.push(m.uid),
+            Some(&ms) if ms != m.modseq => found.flags.push(m.uid),
             Some(_) => {}
         }
     }
+    changes.merge(found);
 }
 
 /// Flags of a file name's info (`cur/x:2,FS` → flagged, seen); none for `new/` files.

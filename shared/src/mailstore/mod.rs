@@ -125,6 +125,8 @@ pub fn uidl(uid: u32, uidvalidity: u32) -> String {
 }
 
 #[cfg(test)]
+mod tests_bulk;
+#[cfg(test)]
 mod tests_concurrency;
 #[cfg(test)]
 mod tests_folder;

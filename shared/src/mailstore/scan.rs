@@ -50,24 +50,33 @@ impl Folder {
     /// when neither `new/` nor `cur/` changed since the last complete scan. Returns every
     /// change since the previous [`Folder::refresh`], including the ones this scan found.
     pub fn sync(&mut self) -> Result<Changes> {
-        let ((), found) = self.with_lock(|folder| Ok((folder.scan_records()?, ())))?;
+        self.sync_listing(false)
+    }
+
+    /// [`Folder::sync`]; with `force`, the directories are listed even when their mtimes are
+    /// the ones the last scan covered (a file the index names is missing: after a crash, a
+    /// rename the index recorded may not have reached the disk, and the directories' mtimes
+    /// went back with it).
+    pub(crate) fn sync_listing(&mut self, force: bool) -> Result<Changes> {
+        let ((), found) = self.with_lock(|folder| Ok((folder.scan_records(force)?, ())))?;
         self.pending.merge(found);
         self.refresh()
     }
 
-    fn scan_records(&mut self) -> Result<Vec<Record>> {
+    fn scan_records(&mut self, force: bool) -> Result<Vec<Record>> {
         let mtimes = (
             mtime_ns(&self.dir.join("new"))?,
             mtime_ns(&self.dir.join("cur"))?,
         );
-        if self.state.scanned == Some(mtimes) {
+        if self.state.scanned == Some(mtimes) && !force {
             return Ok(Vec::new());
         }
         let (mut files, mtimes) = list(&self.dir)?;
         let mut ids = Counters::of(&self.state);
         let mut records = Vec::new();
+        let mut by_stem = None;
         for m in &self.state.messages {
-            let Some(file) = files.remove(m.base()) else {
+            let Some(file) = take_file(&mut files, &mut by_stem, m.base(), m.uid) else {
                 records.push(Record::Expunge {
                     uid: m.uid,
                     ms: ids.next_ms(),
@@ -325,6 +334,48 @@ fn crlf_size(path: &Path, meta: &Metadata) -> Result<u64> {
     Ok(meta.len() + super::write::bare_lfs(&data))
 }
 
+/// Takes the file of the message with base name `base` and UID `uid` out of a listing: the
+/// file of that base, or else one whose base differs only by its `,U=` field, when that field
+/// is absent or `uid`. The second case is a flag change whose rename (which adds `U=` to the
+/// names of files indexed by a scan) and index record did not both reach the disk before a
+/// crash; the message keeps its UID. `by_stem` (base without `U=` → base) is built on first
+/// need.
+fn take_file(
+    files: &mut HashMap<String, String>,
+    by_stem: &mut Option<HashMap<String, String>>,
+    base: &str,
+    uid: u32,
+) -> Option<String> {
+    if let Some(file) = files.remove(base) {
+        return Some(file);
+    }
+    let stems = by_stem.get_or_insert_with(|| {
+        files
+            .keys()
+            .map(|b| (uids::without_uid(b), b.clone()))
+            .collect()
+    });
+    let key = stems.remove(&uids::without_uid(base))?;
+    match uids::uid_in_name(&key) {
+        Some(u) if u != uid => None,
+        _ => files.remove(&key),
+    }
+}
+
+/// The files now holding the messages `missing` ((base name, UID) pairs whose files are not
+/// where the index says), found by one listing as the scan would find them.
+pub(crate) fn locate(dir: &Path, missing: &[(String, u32)]) -> Result<Vec<String>> {
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut files, _) = list(dir)?;
+    let mut by_stem = None;
+    Ok(missing
+        .iter()
+        .filter_map(|(base, uid)| take_file(&mut files, &mut by_stem, base, *uid))
+        .collect())
+}
+
 /// Lists `new/` and `cur/`: base name → file (`new/x` or `cur/x:2,...`), with the mtimes of
 /// the two directories the listing is known to cover (listed again when they changed while
 /// being listed, since a file renamed meanwhile may be missed under both names).
@@ -335,17 +386,7 @@ fn list(dir: &Path) -> Result<(HashMap<String, String>, (i64, i64))> {
     for _ in 0..LIST_ATTEMPTS {
         files.clear();
         for (sub, path) in [("new", &new), ("cur", &cur)] {
-            for entry in std::fs::read_dir(path).at(path)? {
-                let entry = entry.at(path)?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if name.starts_with('.') {
-                    continue;
-                }
-                // The same base in both (another program moving it): the cur/ one wins.
-                files.insert(base_of(&name).to_string(), format!("{sub}/{name}"));
-            }
+            list_into(&mut files, sub, path)?;
         }
         let after = (mtime_ns(&new)?, mtime_ns(&cur)?);
         if after == before {
@@ -354,6 +395,33 @@ fn list(dir: &Path) -> Result<(HashMap<String, String>, (i64, i64))> {
         before = after;
     }
     Ok((files, before))
+}
+
+/// Adds the files of `path` (`new/` or `cur/`, named `sub`) to a listing; names that are
+/// not UTF-8 or start with `.` are skipped. (Read with `getdents` directly: two allocations
+/// per file, not five.)
+fn list_into(files: &mut HashMap<String, String>, sub: &str, path: &Path) -> Result<()> {
+    use nix::{dir::Dir, fcntl::OFlag, sys::stat::Mode};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut dir = Dir::open(path, flags, Mode::empty())
+        .map_err(std::io::Error::from)
+        .at(path)?;
+    for entry in dir.iter() {
+        let entry = entry.map_err(std::io::Error::from).at(path)?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let mut file = String::with_capacity(sub.len() + 1 + name.len());
+        file.push_str(sub);
+        file.push('/');
+        file.push_str(name);
+        // The same base in both (another program moving it): the cur/ one wins.
+        files.insert(base_of(name).to_string(), file);
+    }
+    Ok(())
 }
 
 pub(crate) fn mtime_ns(path: &Path) -> Result<i64> {

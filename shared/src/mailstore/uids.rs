@@ -118,13 +118,18 @@ pub fn uid_in_name(base: &str) -> Option<u32> {
 
 /// `base` carrying `uid`: its `,U=` field replaced, or appended when it has none.
 pub fn with_uid(base: &str, uid: u32) -> String {
+    format!("{}{FIELD}{uid}", without_uid(base))
+}
+
+/// `base` without its `,U=` field.
+pub fn without_uid(base: &str) -> String {
     let mut parts = base.split(',');
     let mut out = parts.next().unwrap_or_default().to_string();
     for part in parts.filter(|p| !p.starts_with("U=")) {
         out.push(',');
         out.push_str(part);
     }
-    format!("{out}{FIELD}{uid}")
+    out
 }
 
 /// How a rebuild gives UIDs.

@@ -1,7 +1,8 @@
 //! The writing side of a [`Folder`]: every change goes through [`Folder::with_lock`] (lock,
 //! catch up with other writers, cut a torn tail, append, apply, compact when due, unlock,
-//! `fdatasync`). Flag changes, expunges, appends and copies live here; each makes the Maildir
-//! change durable before the index records that promise it.
+//! `fdatasync`). Flag changes, expunges, appends and copies live here. Expunges, appends and
+//! copies make the Maildir change durable before the index records that promise it; flag
+//! renames are not synced (a crash may lose a flag, not a message: `docs/mailstore.md`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::folder::{Changes, Folder, LogFile, Opened};
 use super::index::{self, Added, Record, VERSION};
-use super::scan::Counters;
+use super::scan::{self, Counters};
 use super::{Error, Flags, IoContext, LOG_FILE, Result, base_of, dovecot, uids};
 use crate::maildir::{sync_dir, unique_name};
 
@@ -47,6 +48,16 @@ impl Folder {
         &mut self,
         build: impl FnOnce(&mut Folder) -> Result<(Vec<Record>, T)>,
     ) -> Result<(T, Changes)> {
+        self.with_lock_then(Durable::Yes, build)
+    }
+
+    /// [`Folder::with_lock`]; with [`Durable::Later`] the log is not `fdatasync`ed here (the
+    /// next handle that reads the records does it before showing them).
+    fn with_lock_then<T>(
+        &mut self,
+        durable: Durable,
+        build: impl FnOnce(&mut Folder) -> Result<(Vec<Record>, T)>,
+    ) -> Result<(T, Changes)> {
         let guard = self.lock.lock()?;
         self.read_others()?;
         self.truncate_torn()?;
@@ -54,7 +65,7 @@ impl Folder {
         let mut own = Changes::default();
         if !records.is_empty() {
             self.append_records(&records)?;
-            self.state.apply(records, &mut own);
+            self.state.apply(records, Some(&mut own));
             if self.state.records >= COMPACT_MIN_RECORDS
                 && self.state.records > 2 * (self.state.messages.len() + 1)
             {
@@ -62,7 +73,9 @@ impl Folder {
             }
         }
         drop(guard);
-        self.make_durable()?;
+        if durable == Durable::Yes {
+            self.make_durable()?;
+        }
         Ok((value, own))
     }
 
@@ -126,7 +139,10 @@ impl Folder {
 
     /// STORE (RFC 3501 §6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3). System flags, and the
     /// keywords `dovecot-keywords` has letters for, are also written into the file names
-    /// (renamed into `cur/`, directory fsynced before the index records them). Messages whose flags would not change get no new modseq.
+    /// (renamed into `cur/`). The records are durable on return (a client may see their
+    /// modseqs); the renames are not made durable by themselves (the "Flag changes" rule of
+    /// `docs/mailstore.md`: a crash can lose a flag, never a message or its UID). Messages
+    /// whose flags would not change get no new modseq.
     pub fn store_flags(
         &mut self,
         uids: &[u32],
@@ -135,46 +151,71 @@ impl Folder {
         keywords: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<StoreOutcome> {
-        let (outcome, _) = self.with_lock(|f| {
-            let mut ids = Counters::of(&f.state);
-            let (mut records, mut out, mut renamed) = (Vec::new(), StoreOutcome::default(), false);
-            let letters = dovecot::read_keywords(&f.dir);
-            for &uid in uids {
-                let Some(m) = f.state.find(uid) else { continue };
-                if unchanged_since.is_some_and(|since| m.modseq > since) {
-                    out.conflicts.push(uid);
-                    continue;
-                }
-                let (fl, kw) = combine(m.flags, &m.keywords, op, flags, keywords);
-                if fl == m.flags && kw == m.keywords {
-                    continue;
-                }
-                let file = match renamed_for(&f.dir, &m.file, uid, fl, &kw, &letters)? {
-                    Renamed::Same => m.file.clone(),
-                    Renamed::To(target) => {
-                        renamed = true;
-                        target
-                    }
-                    // Removed by another program: the next sync expunges it.
-                    Renamed::Gone => continue,
-                };
-                let ms = ids.next_ms();
-                out.modified.push((uid, ms));
-                records.push(Record::Flags {
-                    uid,
-                    ms,
-                    fl,
-                    kw,
-                    f: file,
-                });
-            }
-            if renamed {
-                // The renames must be durable before the index describes them.
-                sync_dir(&f.dir.join("cur")).at(&f.dir.join("cur"))?;
-            }
-            Ok((records, out))
-        })?;
+        let change = FlagChange {
+            op,
+            flags,
+            keywords,
+            unchanged_since,
+        };
+        let (outcome, _) = self.with_lock_then(Durable::Yes, |f| f.flag_records(uids, &change))?;
         Ok(outcome)
+    }
+
+    /// Marks messages \Seen (POP3 at QUIT; RFC 1939 has no flags, this is IMAP's view of what
+    /// POP3 read). Nothing is synced: POP3 shows no modseq, and a \Seen lost in a crash
+    /// loses no mail (`docs/mailstore.md`, "Flag changes").
+    pub fn mark_seen(&mut self, uids: &[u32]) -> Result<()> {
+        let change = FlagChange {
+            op: StoreOp::Add,
+            flags: Flags::SEEN,
+            keywords: &[],
+            unchanged_since: None,
+        };
+        self.with_lock_then(Durable::Later, |f| f.flag_records(uids, &change))
+            .map(drop)
+    }
+
+    /// Under the lock: renames the files of `uids` for `change` and returns the records.
+    fn flag_records(
+        &mut self,
+        uids: &[u32],
+        change: &FlagChange,
+    ) -> Result<(Vec<Record>, StoreOutcome)> {
+        let mut ids = Counters::of(&self.state);
+        let (mut records, mut out) = (Vec::with_capacity(uids.len()), StoreOutcome::default());
+        let letters = dovecot::read_keywords(&self.dir);
+        // Renamed relative to the folder: the kernel walks two path components, not the
+        // whole path, per rename.
+        let dir = File::open(&self.dir).at(&self.dir)?;
+        for &uid in uids {
+            let Some(m) = self.state.find(uid) else {
+                continue;
+            };
+            if change.unchanged_since.is_some_and(|since| m.modseq > since) {
+                out.conflicts.push(uid);
+                continue;
+            }
+            let (fl, kw) = combine(m.flags, &m.keywords, change);
+            if fl == m.flags && kw == m.keywords {
+                continue;
+            }
+            let file = match renamed_for(&dir, &self.dir, &m.file, uid, fl, &kw, &letters)? {
+                Renamed::Same => m.file.clone(),
+                Renamed::To(target) => target,
+                // Removed by another program: the next sync expunges it.
+                Renamed::Gone => continue,
+            };
+            let ms = ids.next_ms();
+            out.modified.push((uid, ms));
+            records.push(Record::Flags {
+                uid,
+                ms,
+                fl,
+                kw,
+                f: file,
+            });
+        }
+        Ok((records, out))
     }
 
     /// Removes messages (IMAP EXPUNGE, POP3 UPDATE state): the files are unlinked and their
@@ -185,19 +226,24 @@ impl Folder {
         let (gone, _) = self.with_lock(|f| {
             let mut ids = Counters::of(&f.state);
             let (mut records, mut gone, mut dirs) = (Vec::new(), Vec::new(), [false; 2]);
+            let mut missing = Vec::new();
             for &uid in uids {
                 let Some(m) = f.state.find(uid) else { continue };
-                let path = f.dir.join(&m.file);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => dirs[usize::from(m.file.starts_with("cur/"))] = true,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).at(&path),
+                match unlink(&f.dir, &m.file, &mut dirs)? {
+                    true => {}
+                    false => missing.push((m.base().to_string(), uid)),
                 }
                 records.push(Record::Expunge {
                     uid,
                     ms: ids.next_ms(),
                 });
                 gone.push(uid);
+            }
+            // Files not where the index says (renamed by another program, or a flag
+            // change's rename lost in a crash): found by a listing, so that they do not
+            // come back at the next sync.
+            for file in scan::locate(&f.dir, &missing)? {
+                unlink(&f.dir, &file, &mut dirs)?;
             }
             for (touched, sub) in dirs.iter().zip(["new", "cur"]) {
                 if *touched {
@@ -338,12 +384,37 @@ impl Folder {
         })?;
         Ok(uids)
     }
+}
 
-    /// Marks messages \Seen (POP3 RETR, RFC 1939 has none; IMAP's view of what POP3 read).
-    pub fn mark_seen(&mut self, uids: &[u32]) -> Result<()> {
-        self.store_flags(uids, StoreOp::Add, Flags::SEEN, &[], None)
-            .map(drop)
+/// Unlinks `file` of the folder `dir`, noting which of `new/` and `cur/` changed; false when
+/// it was not there.
+fn unlink(dir: &Path, file: &str, dirs: &mut [bool; 2]) -> Result<bool> {
+    let path = dir.join(file);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            dirs[usize::from(file.starts_with("cur/"))] = true;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at(&path),
     }
+}
+
+/// Whether a write `fdatasync`s the log before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    Yes,
+    /// Left to the next handle that reads the records (`folder.rs`): for records whose
+    /// modseqs nobody is shown now.
+    Later,
+}
+
+/// A STORE's arguments.
+struct FlagChange<'a> {
+    op: StoreOp,
+    flags: Flags,
+    keywords: &'a [String],
+    unchanged_since: Option<u64>,
 }
 
 /// A file staged in `tmp/`, waiting for its UID and its place in `cur/`.
@@ -367,9 +438,11 @@ enum Renamed {
 /// Renames `file` (of message `uid`) into `cur/` with the info its flags `fl` and keywords
 /// `kw` call for: the system flag letters, then the letters `dovecot-keywords` gives its
 /// keywords (so a Maildir reader that knows that file still sees them). The new name also
-/// carries the UID (`uids.rs`). No rename when the info is already right.
+/// carries the UID (`uids.rs`). No rename when the info is already right. `dir` is the
+/// folder directory `path`, open.
 fn renamed_for(
-    dir: &Path,
+    dir: &File,
+    path: &Path,
     file: &str,
     uid: u32,
     fl: Flags,
@@ -387,22 +460,25 @@ fn renamed_for(
         return Ok(Renamed::Same);
     }
     let target = format!("cur/{}:2,{info}", uids::with_uid(base_of(file), uid));
-    match std::fs::rename(dir.join(file), dir.join(&target)) {
+    match nix::fcntl::renameat(dir, file, dir, target.as_str()) {
         Ok(()) => Ok(Renamed::To(target)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Renamed::Gone),
-        Err(e) => Err(e).at(&dir.join(file)),
+        Err(nix::errno::Errno::ENOENT) => Ok(Renamed::Gone),
+        Err(e) => Err(std::io::Error::from(e)).at(&path.join(file)),
     }
 }
 
 /// The flags and keywords STORE leaves on a message.
-fn combine(
-    old: Flags,
-    old_kw: &[String],
-    op: StoreOp,
-    flags: Flags,
-    keywords: &[String],
-) -> (Flags, Vec<String>) {
-    let (fl, mut kw) = match op {
+fn combine(old: Flags, old_kw: &[String], change: &FlagChange) -> (Flags, Vec<String>) {
+    let (flags, keywords) = (change.flags, change.keywords);
+    if keywords.is_empty() && change.op != StoreOp::Replace {
+        // System flags only (the common case): the keywords stay as they are, sorted.
+        let fl = match change.op {
+            StoreOp::Remove => old.difference(flags),
+            _ => old.union(flags),
+        };
+        return (fl, old_kw.to_vec());
+    }
+    let (fl, mut kw) = match change.op {
         StoreOp::Add => (old.union(flags), [old_kw, keywords].concat()),
         StoreOp::Remove => (
             old.difference(flags),
