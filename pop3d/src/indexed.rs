@@ -1,6 +1,6 @@
 //! The [`Store`] of postern-pop3d over `shared::mailstore`: the maildrop is the user's INBOX,
-//! locked at login, opened and synced at the first listing (so a login does not pay for the
-//! index), listed in UID order, each message's UIDL derived from UID and UIDVALIDITY like Dovecot's
+//! locked at login, opened and synced at login when it has an index, else at the first
+//! listing (so a login never waits for an index to be built), listed in UID order, each message's UIDL derived from UID and UIDVALIDITY like Dovecot's
 //! default (`%08Xu%08Xv`, so UIDLs survive an index rebuild and a migration that kept
 //! `dovecot-uidlist`), sizes the index's CRLF size. The maildrop lock is a `flock`ed file in
 //! the Maildir held by the session (IMAP sessions do not take it and may run alongside).
@@ -111,6 +111,10 @@ impl Maildrop for IndexedDrop {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         Ok(bytes)
+    }
+
+    fn lists_cheaply(&self) -> bool {
+        self.folder.is_none() && self.store.root().join(mailstore::LOG_FILE).exists()
     }
 
     fn commit(&mut self, update: &Update) -> io::Result<()> {

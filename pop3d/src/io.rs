@@ -114,23 +114,44 @@ impl Driver {
                 Step::Open { user } => {
                     let store = self.ctx.store.clone();
                     let who = user.clone();
-                    let opened = tokio::task::spawn_blocking(move || store.open(&who))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(crate::maildrop::OpenError::Io(std::io::Error::other(e)))
-                        });
-                    let locked = match opened {
-                        Ok(maildrop) => {
+                    let opened = tokio::task::spawn_blocking(move || {
+                        let mut maildrop = store.open(&who)?;
+                        let listing = maildrop.lists_cheaply().then(|| maildrop.list());
+                        Ok((maildrop, listing))
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(crate::maildrop::OpenError::Io(std::io::Error::other(e)))
+                    });
+                    let (locked, listing) = match opened {
+                        Ok((maildrop, listing)) => {
                             tracing::info!(event = "pop3.login", user = %user, "maildrop locked");
                             self.maildrop = Some(maildrop);
-                            Ok(())
+                            (Ok(()), listing)
                         }
                         Err(e) => {
                             log_open_error(&user, &e);
-                            Err(e)
+                            (Err(e), None)
                         }
                     };
-                    session.opened(&user, locked)
+                    let step = session.opened(&user, locked);
+                    match listing {
+                        Some(Ok(messages)) => {
+                            tracing::info!(
+                                event = "pop3.listed",
+                                messages = messages.len(),
+                                at_login = true,
+                                "maildrop listed"
+                            );
+                            session.listed_at_login(messages)
+                        }
+                        // Not fatal: the first command that needs the listing tries again.
+                        Some(Err(e)) => {
+                            tracing::warn!(event = "pop3.list_failed", error = %e, "cannot list the maildrop at login")
+                        }
+                        None => {}
+                    }
+                    step
                 }
                 Step::List => {
                     let listing = self.blocking(|m| m.list()).await;

@@ -48,12 +48,18 @@ pub trait Maildrop: Send + Sync + 'static {
     /// Applies `update` and returns only when it is durable (RFC 1939 §6: the `+OK` after QUIT
     /// promises the deletions). A message already gone counts as deleted.
     fn commit(&mut self, update: &Update) -> io::Result<()>;
+    /// Whether listing now is cheap (an index to read, nothing to build): then the listing
+    /// is taken at login, with the lock, and the first command finds it ready.
+    fn lists_cheaply(&self) -> bool {
+        false
+    }
 }
 
 /// Opens maildrops.
 pub trait Store: Send + Sync + 'static {
     /// Locks the maildrop of `user` (the canonical address authd answered). RFC 1939 §4 asks
-    /// only that it be locked at login; listing it waits for [`Maildrop::list`].
+    /// only that it be locked at login; it is listed at login too when that is cheap
+    /// ([`Maildrop::lists_cheaply`]), else at the first command that needs the listing.
     fn open(&self, user: &str) -> Result<Box<dyn Maildrop>, OpenError>;
 }
 

@@ -356,7 +356,8 @@ impl Session {
     }
 
     /// The maildrop after [`Step::Open`]: locked, not yet listed (RFC 1939 §4 asks only for
-    /// the lock; the listing waits for the first command that needs it).
+    /// the lock; the listing comes with [`Session::listed_at_login`] or waits for the first
+    /// command that needs it).
     pub fn opened(&mut self, user: &str, result: Result<(), OpenError>) -> Step {
         let step = match result {
             Ok(()) => {
@@ -378,6 +379,22 @@ impl Session {
             }
         };
         self.count(step)
+    }
+
+    /// A listing taken at login, with the lock ([`crate::maildrop::Maildrop::lists_cheaply`]):
+    /// the transaction starts listed. Ignored unless the maildrop was just opened unlisted.
+    pub fn listed_at_login(&mut self, messages: Vec<MessageInfo>) {
+        if let State::Transaction(t) = &mut self.state
+            && !t.listed
+        {
+            let n = messages.len();
+            *t = Transaction {
+                listed: true,
+                messages,
+                deleted: vec![false; n],
+                retrieved: vec![false; n],
+            };
+        }
     }
 
     /// The listing after [`Step::List`]; carries on with the command that asked for it. A

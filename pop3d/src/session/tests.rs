@@ -312,3 +312,25 @@ fn a_listing_failure_is_temporary_and_retried() {
         Step::Reply(Reply::ok_text("2 53".to_string()))
     );
 }
+
+#[test]
+fn a_listing_taken_at_login_serves_the_first_command() {
+    let mut s = Session::new(cfg(), true, true);
+    s.command(b"USER a@example.test\r\n");
+    s.command(b"PASS pw\r\n");
+    s.auth_result(VerifyOutcome::Ok {
+        user: "a@example.test".into(),
+    });
+    s.opened("a@example.test", Ok(()));
+    s.listed_at_login(infos());
+    assert_eq!(
+        s.command(b"STAT\r\n"),
+        Step::Reply(Reply::ok_text("2 53".to_string()))
+    );
+    // Once listed, a later listing (a second call) changes nothing.
+    s.listed_at_login(Vec::new());
+    assert_eq!(
+        s.command(b"STAT\r\n"),
+        Step::Reply(Reply::ok_text("2 53".to_string()))
+    );
+}
