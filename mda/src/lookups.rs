@@ -3,7 +3,8 @@
 //! RCPT per mailbox, each of which was looked up at the MTA's RCPT). Only positive answers
 //! are kept, for [`TTL`]: a mailbox added to the users file is found at once; a mailbox
 //! removed from it may still receive mail for up to [`TTL`] (mail the MTA accepted for it
-//! while it existed). authd stays the only judge: nothing here outlives the TTL.
+//! while it existed), and an alias given new targets may still deliver to its old ones for
+//! that long. authd stays the only judge: nothing here outlives the TTL.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

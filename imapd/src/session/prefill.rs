@@ -41,11 +41,19 @@ pub(super) fn prefill(mb: &mut Mailbox, uids: &[u32], whole: bool) {
     let made: Vec<Vec<(u32, Made)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = todo
             .chunks(per)
-            .map(|chunk| scope.spawn(move || make_all(chunk, whole)))
+            .map(|chunk| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || make_all(chunk, whole))
+                    .map_err(|_| chunk)
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or_default(),
+                // No thread to be had (a process or memory limit): done here instead.
+                Err(chunk) => make_all(chunk, whole),
+            })
             .collect()
     });
     for (uid, m) in made.into_iter().flatten() {

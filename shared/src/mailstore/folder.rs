@@ -381,7 +381,10 @@ impl Folder {
             match File::open(&path) {
                 Ok(f) => return Ok(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                    // What is read here is shown (the message's new flags, its modseq):
+                    // durable first, as in `refresh`.
                     self.read_others()?;
+                    self.make_durable()?;
                     if self
                         .state
                         .find(uid)

@@ -40,8 +40,19 @@ pub(crate) struct SharedLog(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     file: File,
+    /// How far the file is durable, as far as this process knows.
+    synced: Mutex<Synced>,
+}
+
+#[derive(Debug, Default)]
+struct Synced {
     /// The first this many bytes are durable: an `fdatasync` by some handle covered them.
-    synced: Mutex<u64>,
+    len: u64,
+    /// An `fdatasync` failed. Linux reports a write-back error once per open file, and the
+    /// handles share one: every later sync must fail too, or a handle could take the next
+    /// (successful, but empty) `fdatasync` for proof that the lost data is on disk. Only a new
+    /// log file (compaction, rebuild) starts clean.
+    failed: Option<std::io::ErrorKind>,
 }
 
 impl std::ops::Deref for SharedLog {
@@ -84,7 +95,7 @@ impl SharedLog {
         }
         let file = Arc::new(Inner {
             file,
-            synced: Mutex::new(0),
+            synced: Mutex::default(),
         });
         t.open.insert(key, Arc::downgrade(&file));
         if t.open.len() > 2 * t.swept + 16 {
@@ -100,9 +111,18 @@ impl SharedLog {
     /// that those woken together by one change sync once.
     pub fn sync_to(&self, len: u64) -> std::io::Result<()> {
         let mut synced = self.0.synced.lock().unwrap_or_else(|p| p.into_inner());
-        if *synced < len {
-            self.0.file.sync_data()?;
-            *synced = len;
+        if let Some(kind) = synced.failed {
+            return Err(std::io::Error::new(
+                kind,
+                "an earlier fdatasync of this index log failed",
+            ));
+        }
+        if synced.len < len {
+            if let Err(e) = self.0.file.sync_data() {
+                synced.failed = Some(e.kind());
+                return Err(e);
+            }
+            synced.len = len;
         }
         Ok(())
     }
@@ -161,7 +181,7 @@ mod tests {
         std::fs::write(&path, "one\n").unwrap();
         let (mut a, _) = SharedLog::open(&path).unwrap();
         let (b, _) = SharedLog::open(&path).unwrap();
-        let synced = |l: &SharedLog| *l.0.synced.lock().unwrap();
+        let synced = |l: &SharedLog| l.0.synced.lock().unwrap().len;
         a.sync_to(4).unwrap();
         b.sync_to(4).unwrap();
         assert_eq!(synced(&b), 4, "b's sync_to(4) had nothing left to do");
@@ -170,5 +190,25 @@ mod tests {
         assert_eq!(synced(&a), 8, "bytes appended since must be synced again");
         a.sync_to(6).unwrap();
         assert_eq!(synced(&a), 8, "never lowered");
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_later_sync_of_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "one\n").unwrap();
+        let (a, _) = SharedLog::open(&path).unwrap();
+        let (b, _) = SharedLog::open(&path).unwrap();
+        // As if the kernel had reported a write-back error to a's fdatasync.
+        a.0.synced.lock().unwrap().failed = Some(std::io::ErrorKind::Other);
+        assert!(
+            b.sync_to(4).is_err(),
+            "b must not take a clean fdatasync for proof"
+        );
+        assert!(a.sync_to(0).is_err());
+        std::fs::write(dir.path().join("tmp"), "new\n").unwrap();
+        std::fs::rename(dir.path().join("tmp"), &path).unwrap();
+        let (c, _) = SharedLog::open(&path).unwrap();
+        c.sync_to(4).unwrap();
     }
 }

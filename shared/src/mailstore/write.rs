@@ -245,6 +245,10 @@ impl Folder {
             for file in scan::locate(&f.dir, &missing)? {
                 unlink(&f.dir, &file, &mut dirs)?;
             }
+            // A file unlinked from cur/ may have come there by a flag rename out of new/
+            // that was never synced (flag renames are not): new/ is synced too, so that the
+            // old name cannot come back after a crash.
+            let dirs = [dirs[0] || dirs[1], dirs[1]];
             for (touched, sub) in dirs.iter().zip(["new", "cur"]) {
                 if *touched {
                     sync_dir(&f.dir.join(sub)).at(&f.dir.join(sub))?;
