@@ -14,7 +14,8 @@
 //! Options: `--messages N` (20000), `--sessions N` (20), `--mailboxes N` (50), `--size BYTES`
 //! (4096), `--runs N` (1; medians with min and max when more), `--only postern|postfix`, and
 //! for diagnosis `--no-pipelining` (MAIL, RCPT and DATA each wait for their reply) and
-//! `--same-ground` (phases not spread over block groups: see `spread_phases`).
+//! `--same-ground` (phases not spread over block groups: see `spread_phases`); `--dir DIR`
+//! puts both systems' state on another file system (default /tmp).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,7 +44,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const USAGE: &str = "usage: bench-smtp [--messages N] [--sessions N] [--mailboxes N] \
                      [--size BYTES] [--runs N] [--only postern|postfix] [--no-pipelining] \
-                     [--same-ground]";
+                     [--same-ground] [--dir DIR]";
 const INSTALL_HINT: &str = "echo 'postfix postfix/main_mailer_type select No configuration' \
      | debconf-set-selections && DEBIAN_FRONTEND=noninteractive \
      apt-get install -y postfix dovecot-core dovecot-lmtpd";
@@ -95,6 +96,8 @@ struct Options {
     pipelining: Pipelining,
     /// Give each phase fresh block groups (`spread_phases`); off with `--same-ground`.
     spread: bool,
+    /// Where both systems keep their state (`--dir`, default /tmp).
+    dir: PathBuf,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -107,6 +110,7 @@ fn parse_options() -> anyhow::Result<Options> {
         only: None,
         pipelining: Pipelining::WhenOffered,
         spread: true,
+        dir: PathBuf::from("/tmp"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(name) = args.next() {
@@ -129,6 +133,12 @@ fn parse_options() -> anyhow::Result<Options> {
             }
             "--no-pipelining" => o.pipelining = Pipelining::Never,
             "--same-ground" => o.spread = false,
+            "--dir" => {
+                o.dir = args
+                    .next()
+                    .map(PathBuf::from)
+                    .with_context(|| format!("--dir needs a directory\n{USAGE}"))?
+            }
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -166,10 +176,12 @@ fn main() -> anyhow::Result<()> {
         println!("client pipelining OFF: MAIL, RCPT and DATA each wait for their reply");
     }
     if opts.spread {
-        spread_phases();
+        spread_phases(&opts.dir);
     } else {
         println!("phases share block groups (--same-ground)");
+        harness::set_temp_base(opts.dir.clone());
     }
+    GRAVEYARD_DIR.get_or_init(|| opts.dir.clone());
     let (kinds, tools) = systems(&opts);
     if kinds.is_empty() {
         eprintln!("nothing to benchmark");
@@ -266,8 +278,8 @@ fn run_phase(
 /// 0.26 ms instead of 0.02 ms), a tax on whichever system runs next. Directories made in a
 /// directory flagged `chattr +T` (EXT4_TOPDIR_FL) are spread over the block groups by the
 /// kernel, so each phase starts on ground nobody just cleared. `--same-ground` turns it off.
-fn spread_phases() {
-    let base = PathBuf::from(format!("/tmp/bench-smtp-{}", std::process::id()));
+fn spread_phases(dir: &Path) {
+    let base = dir.join(format!("bench-smtp-{}", std::process::id()));
     let made = std::fs::create_dir_all(&base)
         .and_then(|()| std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)));
     if let Err(e) = made {
@@ -293,9 +305,13 @@ fn spread_phases() {
     harness::set_temp_base(base);
 }
 
+/// `--dir`: the graveyard must be on the file system of the mail it receives (rename).
+static GRAVEYARD_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Where delivered mail waits until the end of the benchmark.
 fn graveyard() -> PathBuf {
-    PathBuf::from(format!("/tmp/bench-smtp-spent-{}", std::process::id()))
+    let dir = GRAVEYARD_DIR.get_or_init(|| PathBuf::from("/tmp"));
+    dir.join(format!("bench-smtp-spent-{}", std::process::id()))
 }
 
 /// Moves a phase's delivered mail aside instead of deleting it now: deleting thousands of
