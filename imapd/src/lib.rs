@@ -18,8 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::daemon::{Context, accept_loop};
-use shared::listen::Listener;
+use shared::daemon::{Context, spawn_tcp_accept};
 use shared::proto::auth::AuthClient;
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
@@ -53,17 +52,12 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             "imaps" => true,
             other => anyhow::bail!("unknown listener {other}"),
         };
-        let Listener::Tcp(std_listener) = inherited.listener else {
-            anyhow::bail!("listener {} is not TCP", inherited.name);
-        };
-        std_listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let shared = shared.clone();
-        loops.push(tokio::spawn(accept_loop(
-            listener,
+        loops.push(spawn_tcp_accept(
+            inherited,
             ctx.shutdown.clone(),
             move |stream, peer| connection(stream, peer.ip(), implicit_tls, shared.clone()),
-        )));
+        )?);
     }
     ctx.ready();
     for l in loops {

@@ -14,8 +14,7 @@ pub mod session;
 use std::sync::Arc;
 
 use shared::config::ListenerName;
-use shared::daemon::{Context, accept_loop};
-use shared::listen::Listener;
+use shared::daemon::{Context, spawn_tcp_accept};
 use shared::proto::auth::AuthClient;
 use shared::slots::Connections;
 use shared::stream::Stream;
@@ -64,17 +63,12 @@ pub async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         let Some(name) = ListenerName::from_name(&inherited.name) else {
             anyhow::bail!("unknown listener {}", inherited.name);
         };
-        let Listener::Tcp(std_listener) = inherited.listener else {
-            anyhow::bail!("listener {} is not TCP", inherited.name);
-        };
-        std_listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let shared = shared.clone();
-        loops.push(tokio::spawn(accept_loop(
-            listener,
+        loops.push(spawn_tcp_accept(
+            inherited,
             ctx.shutdown.clone(),
             move |stream, peer| connection(stream, peer, name, shared.clone()),
-        )));
+        )?);
     }
     ctx.ready();
     for l in loops {

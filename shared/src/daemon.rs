@@ -341,6 +341,25 @@ impl Sessions {
     }
 }
 
+/// Spawns an [`accept_loop`] on the inherited TCP listener `inherited` (the caller has read
+/// its name), running `handle` for each connection. Returns the task to await at shutdown.
+pub fn spawn_tcp_accept<F, Fut>(
+    inherited: Inherited,
+    shutdown: Shutdown,
+    handle: F,
+) -> anyhow::Result<tokio::task::JoinHandle<()>>
+where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Listener::Tcp(std_listener) = inherited.listener else {
+        anyhow::bail!("listener {} is not TCP", inherited.name);
+    };
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    Ok(tokio::spawn(accept_loop(listener, shutdown, handle)))
+}
+
 /// Accepts connections on `listener` until shutdown, running `handle(stream, peer)` for
 /// each as a session, then lets the sessions finish ([`DRAIN_LIMIT`] at most). A failed
 /// `accept` (out of descriptors, say) is logged and tried again after 100 ms.

@@ -23,42 +23,19 @@ pub const MAX_FRAME: usize = 16 * 1024;
 /// How long a client waits for any reply; a verification may include a throttle delay.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The first frame of each side. Not `deny_unknown_fields`: whatever a future version adds
-/// here, an old peer must still be able to read the version and say what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    pub service: String,
-    pub version: u32,
-    pub minor: u32,
+/// This protocol, for its [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthProtocol;
+
+impl super::Protocol for AuthProtocol {
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "auth";
+    const MAJOR: u32 = VERSION_MAJOR;
+    const MINOR: u32 = VERSION_MINOR;
 }
 
-impl Hello {
-    pub fn ours() -> Hello {
-        Hello {
-            service: SERVICE.into(),
-            version: VERSION_MAJOR,
-            minor: VERSION_MINOR,
-        }
-    }
-
-    /// `Err` with a message for the log when the peer cannot be talked to.
-    pub fn check(&self) -> Result<(), String> {
-        if self.service != SERVICE {
-            return Err(format!(
-                "peer speaks {:?}, expected {SERVICE:?} (wrong socket?)",
-                self.service
-            ));
-        }
-        if self.version != VERSION_MAJOR {
-            return Err(format!(
-                "peer speaks auth protocol {}.{}, we speak {VERSION_MAJOR}.{VERSION_MINOR} \
-                 (mixed old and new binaries? restart postern after an upgrade)",
-                self.version, self.minor
-            ));
-        }
-        Ok(())
-    }
-}
+/// The first frame of each side ([`super::Hello`]).
+pub type Hello = super::Hello<AuthProtocol>;
 
 /// The SASL mechanism the client used; informational (logs), the secret is already decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,42 +14,19 @@ pub const VERSION_MINOR: u32 = 0;
 /// Longest reply frame the client accepts (a `list` of a large queue is one frame).
 pub const MAX_REPLY: usize = 64 * 1024 * 1024;
 
-/// The first frame of each side. Not `deny_unknown_fields`, so an old peer can still read the
-/// version of a newer one and say what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    pub service: String,
-    pub version: u32,
-    pub minor: u32,
+/// This protocol, for its [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueProtocol;
+
+impl super::Protocol for QueueProtocol {
+    const SERVICE: &'static str = SERVICE;
+    const NAME: &'static str = "queue";
+    const MAJOR: u32 = VERSION_MAJOR;
+    const MINOR: u32 = VERSION_MINOR;
 }
 
-impl Hello {
-    pub fn ours() -> Hello {
-        Hello {
-            service: SERVICE.into(),
-            version: VERSION_MAJOR,
-            minor: VERSION_MINOR,
-        }
-    }
-
-    /// `Err` with a message for the log or the terminal when the peer cannot be talked to.
-    pub fn check(&self) -> Result<(), String> {
-        if self.service != SERVICE {
-            return Err(format!(
-                "peer speaks {:?}, expected {SERVICE:?}",
-                self.service
-            ));
-        }
-        if self.version != VERSION_MAJOR {
-            return Err(format!(
-                "peer speaks queue protocol {}.{}, we speak {VERSION_MAJOR}.{VERSION_MINOR} \
-                 (restart postern after an upgrade)",
-                self.version, self.minor
-            ));
-        }
-        Ok(())
-    }
-}
+/// The first frame of each side ([`super::Hello`]).
+pub type Hello = super::Hello<QueueProtocol>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
