@@ -287,3 +287,78 @@ pub fn postfix_master_cf(port: u16) -> String {
     }
     master_cf
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mailboxes and private Dovecot instances of the retrieval benchmarks
+
+/// Writes `count` messages (`message(i)`) into the Maildir `root` under Maildir names with
+/// S= and W= sizes, and gives it all to `owner` (uid, gid).
+pub fn fill_maildir(
+    root: &Path,
+    n: usize,
+    count: usize,
+    message: impl Fn(usize) -> Vec<u8>,
+    owner: (u32, u32),
+) {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(root.join(sub)).expect("maildir");
+    }
+    for i in 0..count {
+        let m = message(i);
+        let lf = m.iter().filter(|&&b| b == b'\n').count();
+        let name = format!(
+            "1700000000.M{i:06}P{n}Q0.bench,S={},W={}",
+            m.len(),
+            m.len() + lf
+        );
+        std::fs::write(root.join("new").join(name), &m).expect("write message");
+    }
+    chown_tree(root, owner);
+}
+
+/// `chown -R uid:gid dir`, errors ignored.
+pub fn chown_tree(dir: &Path, (uid, gid): (u32, u32)) {
+    let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                chown_tree(&e.path(), (uid, gid));
+            } else {
+                let _ = std::os::unix::fs::chown(e.path(), Some(uid), Some(gid));
+            }
+        }
+    }
+}
+
+/// The owner (uid, gid) of `path`.
+pub fn owner_of(path: &Path) -> anyhow::Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| path.display().to_string())?;
+    Ok((m.uid(), m.gid()))
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + crate::TIMEOUT;
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("nothing listens on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Stops a private Dovecot started with `config`: `doveadm stop`, then its process tree.
+pub fn stop_dovecot(doveadm: &Path, config: &Path, pid: Option<i32>) {
+    let _ = Command::new(doveadm)
+        .arg("-c")
+        .arg(config)
+        .arg("stop")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if let Some(pid) = pid {
+        stop_tree(pid);
+    }
+}

@@ -107,37 +107,6 @@ fn message(mailbox: usize, i: usize, size: usize) -> Vec<u8> {
     m
 }
 
-/// Writes the messages of mailbox `n` into the Maildir `root`, owned by `uid:gid`.
-fn fill_maildir(root: &Path, n: usize, count: usize, size: usize, owner: (u32, u32)) {
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(root.join(sub)).expect("maildir");
-    }
-    for i in 0..count {
-        let m = message(n, i, size);
-        let lf = m.iter().filter(|&&b| b == b'\n').count();
-        let name = format!(
-            "1700000000.M{i:06}P{n}Q0.bench,S={},W={}",
-            m.len(),
-            m.len() + lf
-        );
-        std::fs::write(root.join("new").join(name), &m).expect("write message");
-    }
-    chown_tree(root, owner);
-}
-
-fn chown_tree(dir: &Path, (uid, gid): (u32, u32)) {
-    let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                chown_tree(&e.path(), (uid, gid));
-            } else {
-                let _ = std::os::unix::fs::chown(e.path(), Some(uid), Some(gid));
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Systems under test
 
@@ -172,7 +141,13 @@ impl Postern {
             } else {
                 o.session_messages
             };
-            fill_maildir(&server.mailbox(&address(n)), n, count, o.size, owner);
+            fill_maildir(
+                &server.mailbox(&address(n)),
+                n,
+                count,
+                |i| message(n, i, o.size),
+                owner,
+            );
         }
         chown_tree(&mail, owner);
         Ok(Postern { server })
@@ -183,12 +158,6 @@ impl Instance for Postern {
     fn pop3s(&self) -> SocketAddr {
         self.server.setup().addr("pop3s")
     }
-}
-
-fn owner_of(path: &Path) -> anyhow::Result<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).with_context(|| path.display().to_string())?;
-    Ok((m.uid(), m.gid()))
 }
 
 /// A private Dovecot (POP3 only, its defaults otherwise) under a temporary directory, with
@@ -243,7 +212,7 @@ impl Dovecot {
                 o.session_messages
             };
             let root = me.path(&format!("mail/{DOMAIN}/user{n}/Maildir"));
-            fill_maildir(&root, n, count, o.size, owner);
+            fill_maildir(&root, n, count, |i| message(n, i, o.size), owner);
         }
         chown_tree(&me.path("mail"), owner);
         std::fs::create_dir_all(me.path("dovecot/run"))?;
@@ -265,7 +234,7 @@ impl Dovecot {
             &me.path("dovecot/start.log"),
         )?;
         me.pid = Some(read_pid(&me.path("dovecot/run/master.pid"))?);
-        wait_for_pop3(me.pop3s())?;
+        wait_listening(me.pop3s())?;
         Ok(me)
     }
 
@@ -308,29 +277,8 @@ impl Instance for Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = Command::new(&self.doveadm)
-            .arg("-c")
-            .arg(self.path("dovecot/dovecot.conf"))
-            .arg("stop")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if let Some(pid) = self.pid {
-            stop_tree(pid);
-        }
+        stop_dovecot(&self.doveadm, &self.path("dovecot/dovecot.conf"), self.pid);
     }
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-fn wait_for_pop3(addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + harness::TIMEOUT;
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }
 
 /// A minimal POP3 client over TLS that times each step.

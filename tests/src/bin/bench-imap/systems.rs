@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use harness::bench::*;
 use harness::{Server, Setup};
 
@@ -100,42 +99,11 @@ pub fn message(mailbox: usize, i: usize, size: usize) -> Vec<u8> {
     m
 }
 
-fn fill_maildir(root: &Path, n: usize, count: usize, size: usize, owner: (u32, u32)) {
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(root.join(sub)).expect("maildir");
-    }
-    for i in 0..count {
-        let m = message(n, i, size);
-        let name = format!("1700000000.M{i:06}P{n}Q0.bench,S={}", m.len());
-        std::fs::write(root.join("new").join(name), &m).expect("write message");
-    }
-    chown_tree(root, owner);
-}
-
 fn fill_all(o: &Options, root_of: impl Fn(usize) -> PathBuf, owner: (u32, u32)) {
-    fill_maildir(&root_of(0), 0, o.messages, o.size, owner);
+    fill_maildir(&root_of(0), 0, o.messages, |i| message(0, i, o.size), owner);
     for n in 1..=o.users {
-        fill_maildir(&root_of(n), n, SMALL, o.size, owner);
+        fill_maildir(&root_of(n), n, SMALL, |i| message(n, i, o.size), owner);
     }
-}
-
-pub fn chown_tree(dir: &Path, (uid, gid): (u32, u32)) {
-    let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                chown_tree(&e.path(), (uid, gid));
-            } else {
-                let _ = std::os::unix::fs::chown(e.path(), Some(uid), Some(gid));
-            }
-        }
-    }
-}
-
-fn owner_of(path: &Path) -> anyhow::Result<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).with_context(|| path.display().to_string())?;
-    Ok((m.uid(), m.gid()))
 }
 
 pub struct Postern {
@@ -284,28 +252,8 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = Command::new(&self.doveadm)
-            .arg("-c")
-            .arg(self.path("dovecot/dovecot.conf"))
-            .arg("stop")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        if let Some(pid) = self.pid {
-            stop_tree(pid);
-        }
+        stop_dovecot(&self.doveadm, &self.path("dovecot/dovecot.conf"), self.pid);
     }
-}
-
-fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + harness::TIMEOUT;
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }
 
 /// Sums Pss (smaps_rollup) and VmRSS (status) over the process tree under `root`, in KiB.
